@@ -1,0 +1,90 @@
+from django import forms
+from django.conf import settings
+
+from curator.models import Dataset
+
+
+class DatasetForm(forms.ModelForm):
+    classes_text = forms.CharField(
+        label="Classes",
+        initial=lambda: ",".join(settings.CURATOR_DEFAULT_CLASSES),
+        help_text="Comma-separated class names, e.g. female,male.",
+    )
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "name",
+            "description",
+            "crop_size",
+            "crop_margin",
+            "detector",
+            "upsample",
+            "detect_max_side",
+            "landmark_set",
+            "keep_undetected_crops",
+            "min_faces_per_class",
+        ]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["classes_text"].initial = ",".join(self.instance.classes)
+
+    def clean_classes_text(self) -> list[str]:
+        names = [c.strip() for c in self.cleaned_data["classes_text"].split(",") if c.strip()]
+        if len(names) < 2:
+            raise forms.ValidationError("Give at least two classes.")
+        if len(set(names)) != len(names):
+            raise forms.ValidationError("Class names must be different.")
+        for name in names:
+            if len(name) > 64 or not all(ch.isalnum() or ch in "-_ " for ch in name):
+                raise forms.ValidationError(f"“{name}” is not a valid class name (letters, digits, - and _).")
+        return names
+
+    def clean_crop_size(self) -> int:
+        size = self.cleaned_data["crop_size"]
+        if not 32 <= size <= 1024:
+            raise forms.ValidationError("Crop size must be between 32 and 1024 pixels.")
+        return size
+
+    def clean_upsample(self) -> int:
+        value = self.cleaned_data["upsample"]
+        if value > 3:
+            raise forms.ValidationError("Upsampling more than 3 times is too slow to be useful.")
+        return value
+
+    def clean_crop_margin(self) -> float:
+        value = self.cleaned_data["crop_margin"]
+        if not 0.0 <= value <= 1.0:
+            raise forms.ValidationError("The margin is a fraction between 0 and 1.")
+        return value
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)] if data else []
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(
+        label="Photos or .zip archives",
+        help_text="Any image format Pillow reads; zips are unpacked. Labels come from folder names, "
+        "UTKFace file names or a labels.csv.",
+    )
+
+
+class FolderImportForm(forms.Form):
+    path = forms.CharField(label="Server folder", help_text="A folder under one of CURATOR_IMPORT_ROOTS.")

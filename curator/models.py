@@ -1,0 +1,281 @@
+"""The dataset core: datasets and who may see them, imported photos, their faces and the jobs
+that align them. Image bytes live in storage (MEDIA_ROOT or S3); rows hold only paths."""
+
+from django.conf import settings
+from django.db import models
+
+
+def default_classes() -> list[str]:
+    return list(settings.CURATOR_DEFAULT_CLASSES)
+
+
+class Dataset(models.Model):
+    class Detector(models.TextChoices):
+        HOG = "hog", "HOG (fast, frontal faces)"
+        CNN = "cnn", "MMOD CNN (slower, more poses)"
+
+    class LandmarkSet(models.TextChoices):
+        INNER_EYES_AND_BOTTOM_LIP = "inner_eyes_and_bottom_lip", "Inner eyes + bottom lip"
+        OUTER_EYES_AND_NOSE = "outer_eyes_and_nose", "Outer eyes + nose"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    classes = models.JSONField(default=default_classes)
+    # Keyboard key per class for the labeling grid, e.g. {"female": "f", "male": "m"}.
+    class_keys = models.JSONField(default=dict, blank=True)
+    crop_size = models.PositiveIntegerField(default=160)
+    crop_margin = models.FloatField(default=0.0, help_text="Extra border around the template, as a fraction.")
+    detector = models.CharField(max_length=8, choices=Detector.choices, default=Detector.HOG)
+    upsample = models.PositiveSmallIntegerField(default=1)
+    detect_max_side = models.PositiveIntegerField(default=1024)
+    landmark_set = models.CharField(
+        max_length=32, choices=LandmarkSet.choices, default=LandmarkSet.INNER_EYES_AND_BOTTOM_LIP
+    )
+    keep_undetected_crops = models.BooleanField(
+        default=True,
+        help_text="A photo that already is a face crop and yields no detection becomes one face "
+        "framed by the whole image, flagged as such.",
+    )
+    min_faces_per_class = models.PositiveIntegerField(default=10)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="member_datasets", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """Who may see a dataset, and as what. Staff and members of the curators group with a
+    curator membership may do everything; annotators may view and relabel."""
+
+    class Role(models.TextChoices):
+        CURATOR = "curator", "Curator"
+        ANNOTATOR = "annotator", "Annotator"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "user"], name="unique_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} on {self.dataset}"
+
+
+class ImportBatch(models.Model):
+    """One import: an upload of files, a zip, or a server folder, with its report."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Uploaded files"
+        ZIP = "zip", "Zip archive"
+        FOLDER = "folder", "Server folder"
+
+    class LabelLayout(models.TextChoices):
+        NONE = "none", "No labels found"
+        FOLDERS = "folders", "Folder per class"
+        UTKFACE = "utkface", "UTKFace file names"
+        CSV = "csv", "labels.csv"
+
+    class Status(models.TextChoices):
+        RECEIVING = "receiving", "Receiving"
+        DONE = "done", "Imported"
+        FAILED = "failed", "Failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    source_name = models.CharField(max_length=1000, blank=True)
+    label_layout = models.CharField(max_length=16, choices=LabelLayout.choices, default=LabelLayout.NONE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVING)
+    imported_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    labelled_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_source_display()} {self.source_name} into {self.dataset}"
+
+
+class ImportIssue(models.Model):
+    """A file of a batch that was not imported as a new image: a duplicate or a skipped file."""
+
+    class Kind(models.TextChoices):
+        DUPLICATE = "duplicate", "Duplicate"
+        SKIPPED = "skipped", "Skipped"
+
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="issues")
+    file_name = models.CharField(max_length=1000)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["id"]
+
+
+class SourceImage(models.Model):
+    """An imported photo, stored unchanged once per dataset (keyed by sha256)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for alignment"
+        ALIGNED = "aligned", "Aligned"
+        NO_FACE = "no_face", "No face found"
+        ERROR = "error", "Error"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="images")
+    file = models.CharField(max_length=500, help_text="Storage path of the original file.")
+    original_name = models.CharField(max_length=1000, help_text="Path inside the upload, zip or folder.")
+    sha256 = models.CharField(max_length=64)
+    byte_size = models.PositiveBigIntegerField(default=0)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    image_format = models.CharField(max_length=16, blank=True)
+    label = models.CharField(max_length=64, blank=True, help_text="Image-level label from the import.")
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status_reason = models.TextField(blank=True)
+    face_count = models.PositiveIntegerField(default=0)
+    alignment_job = models.ForeignKey(
+        "AlignmentJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    aligned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "sha256"], name="unique_image_per_dataset")]
+        indexes = [models.Index(fields=["dataset", "status"])]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+class Face(models.Model):
+    """One face found in a SourceImage: its box, landmarks, aligned crop, quality and label."""
+
+    class Split(models.TextChoices):
+        NONE = "", "Unassigned"
+        TRAIN = "train", "Train"
+        VAL = "val", "Validation"
+        TEST = "test", "Test"
+
+    class LabelOrigin(models.TextChoices):
+        NONE = "", "Unlabelled"
+        IMPORT = "import", "Import"
+        HUMAN = "human", "Person"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="faces")
+    image = models.ForeignKey(SourceImage, on_delete=models.CASCADE, related_name="faces")
+    index = models.PositiveSmallIntegerField(default=0, help_text="Position of the face in its photo.")
+    # Box in original pixel coordinates.
+    box_left = models.IntegerField(default=0)
+    box_top = models.IntegerField(default=0)
+    box_right = models.IntegerField(default=0)
+    box_bottom = models.IntegerField(default=0)
+    landmarks = models.JSONField(default=list, blank=True, help_text="68 [x, y] points in original pixels.")
+    crop = models.CharField(max_length=500, help_text="Storage path of the aligned crop (JPEG).")
+    is_largest = models.BooleanField(default=False)
+    whole_image = models.BooleanField(default=False, help_text="No detection: the whole photo is the face.")
+    # Quality, all sortable.
+    detector_score = models.FloatField(null=True, blank=True)
+    size_px = models.PositiveIntegerField(default=0, help_text="Side of the detection box in pixels.")
+    sharpness = models.FloatField(null=True, blank=True, help_text="Variance of the Laplacian of the crop.")
+    yaw = models.FloatField(null=True, blank=True, help_text="Degrees, estimated from landmarks.")
+    roll = models.FloatField(null=True, blank=True, help_text="Degrees, from the eye line.")
+    landmark_fit = models.FloatField(
+        null=True, blank=True, help_text="Mean distance (px) of the aligned landmarks from the template."
+    )
+    phash = models.BigIntegerField(null=True, blank=True, help_text="64-bit perceptual hash of the crop.")
+    # Label state.
+    label = models.CharField(max_length=64, blank=True, db_index=True)
+    label_origin = models.CharField(max_length=8, choices=LabelOrigin.choices, blank=True, default="")
+    suggested_label = models.CharField(
+        max_length=64, blank=True, help_text="A model's suggestion, never taken as a human label."
+    )
+    is_unsure = models.BooleanField(default=False)
+    is_excluded = models.BooleanField(default=False)
+    exclusion_reason = models.CharField(max_length=200, blank=True)
+    split = models.CharField(max_length=8, choices=Split.choices, blank=True, default="")
+    split_manual = models.BooleanField(default=False, help_text="Set by a person; automatic splits keep it.")
+    # Optimistic concurrency: every label change increments it; a save from a stale page is refused.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["image", "index"], name="unique_face_index")]
+        indexes = [
+            models.Index(fields=["dataset", "label"]),
+            models.Index(fields=["dataset", "split"]),
+            models.Index(fields=["dataset", "is_excluded"]),
+            models.Index(fields=["dataset", "size_px"]),
+            models.Index(fields=["dataset", "sharpness"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"face {self.index} of {self.image_id}"
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.box_left, self.box_top, self.box_right, self.box_bottom)
+
+
+class AlignmentJob(models.Model):
+    """Detection and alignment of a set of images, split into chunks over the `align` queue.
+    Its state lives here (not in Celery) so the browser can show it and a lost worker is seen."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="alignment_jobs")
+    batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="alignment_jobs"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    options = models.JSONField(default=dict, blank=True, help_text="Detector and alignment settings used.")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    faces = models.PositiveIntegerField(default=0)
+    no_face = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    resumed_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"alignment job {self.pk} of {self.dataset}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED}

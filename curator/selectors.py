@@ -1,0 +1,59 @@
+"""Reads of the dataset core for views and the API."""
+
+from django.db.models import Count, Q, QuerySet
+
+from curator.models import AlignmentJob, Dataset, Face, ImportBatch, SourceImage
+
+
+def dataset_summary(*, dataset: Dataset) -> dict:
+    images = SourceImage.objects.filter(dataset=dataset).aggregate(
+        total=Count("id"),
+        pending=Count("id", filter=Q(status=SourceImage.Status.PENDING)),
+        aligned=Count("id", filter=Q(status=SourceImage.Status.ALIGNED)),
+        no_face=Count("id", filter=Q(status=SourceImage.Status.NO_FACE)),
+        error=Count("id", filter=Q(status=SourceImage.Status.ERROR)),
+    )
+    faces = Face.objects.filter(dataset=dataset)
+    per_label = dict(faces.filter(is_excluded=False).values_list("label").annotate(n=Count("id")).order_by("label"))
+    return {
+        "images": images,
+        "faces": faces.count(),
+        "per_label": [(label or "unlabelled", per_label.get(label, 0)) for label in [*dataset.classes, ""]],
+        "excluded": faces.filter(is_excluded=True).count(),
+    }
+
+
+def dataset_faces(*, dataset: Dataset) -> QuerySet[Face]:
+    return Face.objects.filter(dataset=dataset).select_related("image").order_by("id")
+
+
+def dataset_batches(*, dataset: Dataset) -> QuerySet[ImportBatch]:
+    return ImportBatch.objects.filter(dataset=dataset).order_by("-created_at")
+
+
+def dataset_jobs(*, dataset: Dataset) -> QuerySet[AlignmentJob]:
+    return AlignmentJob.objects.filter(dataset=dataset).order_by("-created_at")
+
+
+def job_progress(*, job: AlignmentJob) -> dict:
+    """What the progress bar shows: done/total, faces, no-face, errors and the rate so far."""
+    elapsed = None
+    if job.started_at:
+        end = job.finished_at or job.heartbeat_at or job.started_at
+        elapsed = max((end - job.started_at).total_seconds(), 0.0)
+    rate = (job.done / elapsed) if elapsed else 0.0
+    percent = round(100.0 * job.done / job.total, 1) if job.total else (100.0 if job.is_finished else 0.0)
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "total": job.total,
+        "done": job.done,
+        "faces": job.faces,
+        "no_face": job.no_face,
+        "errors": job.errors,
+        "percent": percent,
+        "images_per_s": round(rate, 2),
+        "elapsed_s": round(elapsed or 0.0, 1),
+        "finished": job.is_finished,
+        "error": job.error,
+    }

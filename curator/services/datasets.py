@@ -1,0 +1,44 @@
+"""Create, share and delete datasets."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from curator.models import Dataset, Membership
+
+
+@transaction.atomic
+def dataset_create(*, user: AbstractBaseUser | None, name: str, classes: list[str], **options) -> Dataset:
+    """Create a dataset; its creator becomes its curator."""
+    dataset = Dataset.objects.create(name=name, classes=classes, created_by=user, **options)
+    if user is not None:
+        Membership.objects.create(dataset=dataset, user=user, role=Membership.Role.CURATOR)
+    return dataset
+
+
+def dataset_share(*, dataset: Dataset, user: AbstractBaseUser, role: str = Membership.Role.ANNOTATOR) -> Membership:
+    membership, _ = Membership.objects.update_or_create(dataset=dataset, user=user, defaults={"role": role})
+    return membership
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    """Delete the dataset's rows, then its files (originals, crops, models, exports)."""
+    prefix = f"datasets/{dataset.pk}"
+    with transaction.atomic():
+        dataset.delete()
+    _delete_storage_tree(prefix)
+
+
+def _delete_storage_tree(prefix: str) -> None:
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in files:
+        default_storage.delete(f"{prefix}/{name}")
+    for folder in folders:
+        _delete_storage_tree(f"{prefix}/{folder}")
+    if hasattr(default_storage, "path"):  # local storage leaves empty folders behind
+        import shutil
+
+        shutil.rmtree(default_storage.path(prefix), ignore_errors=True)

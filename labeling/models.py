@@ -1,0 +1,85 @@
+"""Label history and review decisions. Every change of a face's label state is a LabelEvent, so
+any change can be shown, undone, or reverted as part of its bulk action."""
+
+from django.conf import settings
+from django.db import models
+
+from curator.models import Dataset, Face
+
+
+class BulkAction(models.Model):
+    """One action by one person over one or more faces (a key press is an action of one face)."""
+
+    class Kind(models.TextChoices):
+        LABEL = "label", "Set label"
+        UNSURE = "unsure", "Mark unsure"
+        EXCLUDE = "exclude", "Exclude"
+        INCLUDE = "include", "Include"
+        SPLIT = "split", "Assign split"
+        RULE = "rule", "Exclusion rule"
+        AUTO_SPLIT = "auto_split", "Automatic split"
+        DEDUPLICATE = "deduplicate", "Keep one of duplicates"
+        REVIEW = "review", "Model review"
+        UNDO = "undo", "Undo"
+        REVERT = "revert", "Revert"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="bulk_actions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    params = models.JSONField(default=dict, blank=True)
+    face_count = models.PositiveIntegerField(default=0)
+    reverts = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reverted_by")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class LabelEvent(models.Model):
+    """One field of one face changed: which, from what, to what, by whom, in which action."""
+
+    class Field(models.TextChoices):
+        LABEL = "label", "Label"
+        UNSURE = "is_unsure", "Unsure"
+        EXCLUDED = "is_excluded", "Excluded"
+        SPLIT = "split", "Split"
+
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="label_events")
+    action = models.ForeignKey(BulkAction, on_delete=models.CASCADE, related_name="events")
+    field = models.CharField(max_length=16, choices=Field.choices)
+    old_value = models.CharField(max_length=64, blank=True)
+    new_value = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["face", "-created_at"])]
+
+
+class ReviewDecision(models.Model):
+    """What a person decided about a face a model version disputes; a decided face leaves that
+    version's queue."""
+
+    class Decision(models.TextChoices):
+        ACCEPTED_MODEL = "accepted", "Accepted the model's label"
+        CONFIRMED_HUMAN = "confirmed", "Confirmed the human label"
+        EXCLUDED = "excluded", "Excluded"
+        UNSURE = "unsure", "Marked unsure"
+
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="review_decisions")
+    model_version = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.CASCADE, null=True, blank=True, related_name="review_decisions"
+    )
+    out_of_fold_run = models.ForeignKey(
+        "training.OutOfFoldRun", on_delete=models.CASCADE, null=True, blank=True, related_name="review_decisions"
+    )
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    label_before = models.CharField(max_length=64, blank=True)
+    label_after = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["model_version", "face"]), models.Index(fields=["out_of_fold_run", "face"])]

@@ -1,0 +1,224 @@
+"""Shared fixtures. Users are named as in the permission tests: alice is a curator who owns the
+dataset, bob is an annotator on it, charlie has no access, and admin is staff."""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import Group, User
+
+from curator.models import Dataset, Membership
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_FACES = ROOT / "tests" / "fixtures" / "faces"
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def media_root(tmp_path, settings):
+    """Every test writes its files to its own MEDIA_ROOT."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def fixture_faces() -> Path:
+    """41 real faces: utkface/<utkface name> crops and lfw/<gender>/<name>.jpg photos."""
+    return FIXTURE_FACES
+
+
+@pytest.fixture
+def dev_dataset() -> Path:
+    """The large development set (../shared/datasets/dev, or CURATOR_DEV_DATASET)."""
+    path = Path(django_settings.CURATOR_DEV_DATASET)
+    if not (path / "labels.csv").exists():
+        pytest.skip(f"development data set not found at {path} (set CURATOR_DEV_DATASET)")
+    return path
+
+
+def make_user(username: str, **extra) -> User:
+    return User.objects.create_user(username=username, password=PASSWORD, email=f"{username}@example.com", **extra)
+
+
+@pytest.fixture
+def alice(db) -> User:
+    user = make_user("alice")
+    group, _ = Group.objects.get_or_create(name=django_settings.CURATOR_GROUP)
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def bob(db) -> User:
+    return make_user("bob")
+
+
+@pytest.fixture
+def charlie(db) -> User:
+    return make_user("charlie")
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return make_user("admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def dataset(alice, bob) -> Dataset:
+    """alice's dataset (female, male), shared with bob as annotator."""
+    ds = Dataset.objects.create(name="faces", created_by=alice)
+    Membership.objects.create(dataset=ds, user=alice, role=Membership.Role.CURATOR)
+    Membership.objects.create(dataset=ds, user=bob, role=Membership.Role.ANNOTATOR)
+    return ds
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def bob_client(client, bob):
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def charlie_client(client, charlie):
+    client.force_login(charlie)
+    return client
+
+
+def database_url_of_test_db() -> str:
+    """DATABASE_URL of the test database pytest-django created, for processes we start."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] or ""
+    if s["PASSWORD"]:
+        auth += f":{s['PASSWORD']}"
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def subprocess_env(media_root: Path, **extra: str) -> dict[str, str]:
+    """Environment for a worker or server process that shares this test's database, media and
+    Redis key prefix."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url_of_test_db(),
+        MEDIA_ROOT=str(media_root),
+        CURATOR_REDIS_PREFIX=django_settings.CURATOR_REDIS_PREFIX,
+        CURATOR_TESTING="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess on real Redis, reading the test database."""
+
+    def __init__(self, media_root: Path, log_path: Path, queues: str, concurrency: int, env: dict[str, str]):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "curator",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "--pool",
+                "prefork",
+                "-l",
+                "info",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"test-{os.getpid()}-{time.time_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=subprocess_env(media_root, **env),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.output():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{self.output()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker not ready after {timeout}s:\n{self.output()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and its children), as a lost machine would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # leftover pool children, if any
+        self.log.close()
+
+
+@pytest.fixture
+def start_worker(transactional_db, media_root, tmp_path):
+    """Start real Celery workers: `start_worker(queues="align", concurrency=2, **env)`.
+    Tests using it run outside a transaction so the worker sees their rows."""
+    workers: list[WorkerProcess] = []
+
+    def start(queues: str = "align,train,predict", concurrency: int = 2, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(media_root, tmp_path / f"worker-{len(workers)}.log", queues, concurrency, env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def copy_fixture_tree(tmp_path, fixture_faces):
+    """Copy some fixture faces into a fresh folder: copy_fixture_tree({"female/a.jpg": "lfw/..."})."""
+
+    def copy(mapping: dict[str, str]) -> Path:
+        root = tmp_path / f"tree-{time.time_ns()}"
+        for dest, src in mapping.items():
+            target = root / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(fixture_faces / src, target)
+        return root
+
+    return copy

@@ -1,0 +1,138 @@
+"""Training jobs, the model registry, per-face predictions and out-of-fold label-issue runs."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from curator.models import Dataset, Face
+
+
+class Architecture(models.TextChoices):
+    SEED_CNN = "seed-cnn", "seed-cnn (the original scripts' small CNN)"
+    CNN = "cnn", "cnn (batch-norm CNN, default)"
+    EMBEDDING = "embedding", "embedding (dlib 128-D descriptor + dense head)"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class TrainingJob(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="training_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    architecture = models.CharField(max_length=16, choices=Architecture.choices, default=Architecture.CNN)
+    config = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+    keep_best_on_cancel = models.BooleanField(default=True)
+    epoch = models.PositiveIntegerField(default=0)
+    epochs = models.PositiveIntegerField(default=0)
+    batch = models.PositiveIntegerField(default=0)
+    batches_per_epoch = models.PositiveIntegerField(default=0)
+    history = models.JSONField(default=list, blank=True, help_text="Per-epoch metrics, one dict per epoch.")
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    retrain_of = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="retrain_jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"training job {self.pk} ({self.architecture}) on {self.dataset}"
+
+
+class ModelVersion(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="model_versions")
+    job = models.OneToOneField(
+        TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_version"
+    )
+    number = models.PositiveIntegerField()
+    architecture = models.CharField(max_length=16, choices=Architecture.choices)
+    artifact = models.CharField(max_length=500, help_text="Storage path of the .keras file.")
+    snapshot = models.CharField(
+        max_length=500, blank=True, help_text="Storage path of the frozen faces/labels/splits snapshot."
+    )
+    classes = models.JSONField(default=list)
+    config = models.JSONField(default=dict, blank=True)
+    tf_version = models.CharField(max_length=32, blank=True)
+    keras_version = models.CharField(max_length=32, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number"),
+            models.UniqueConstraint(fields=["dataset"], condition=Q(is_active=True), name="one_active_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} v{self.number} ({self.architecture})"
+
+
+class Prediction(models.Model):
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
+    probabilities = models.JSONField(help_text="One probability per class of the model version, in order.")
+    predicted_label = models.CharField(max_length=64)
+    confidence = models.FloatField()
+    # Denormalised at prediction time and kept in step by relabels, so the queue is one index scan.
+    disagrees = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["face", "model_version"], name="unique_prediction")]
+        indexes = [models.Index(fields=["model_version", "disagrees", "-confidence"])]
+
+
+class FaceDescriptor(models.Model):
+    """dlib's 128-D face descriptor of an aligned crop, computed once and cached."""
+
+    face = models.OneToOneField(Face, on_delete=models.CASCADE, related_name="descriptor")
+    vector = models.BinaryField(help_text="128 float32 values.")
+    crop = models.CharField(max_length=500, help_text="Crop path it was computed from (stale if it differs).")
+
+
+class OutOfFoldRun(models.Model):
+    """k-fold training of the embedding model so every labelled face gets probabilities from a
+    model that did not see it; ranked by confident learning."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="out_of_fold_runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    folds = models.PositiveSmallIntegerField(default=5)
+    classes = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class OutOfFoldScore(models.Model):
+    run = models.ForeignKey(OutOfFoldRun, on_delete=models.CASCADE, related_name="scores")
+    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="out_of_fold_scores")
+    given_label = models.CharField(max_length=64)
+    probabilities = models.JSONField()
+    predicted_label = models.CharField(max_length=64)
+    is_label_issue = models.BooleanField(default=False)
+    # Higher is more likely wrong (e.g. 1 - self-confidence of the given label).
+    issue_score = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "face"], name="unique_oof_score")]
+        indexes = [models.Index(fields=["run", "is_label_issue", "-issue_score"])]
