@@ -115,11 +115,13 @@ class ImportBatch(models.Model):
 
 
 class ImportIssue(models.Model):
-    """A file of a batch that was not imported as a new image: a duplicate or a skipped file."""
+    """A file of a batch that was not imported as a new image (a duplicate or a skipped file), or
+    was imported without a label because its label was not one of the dataset's classes."""
 
     class Kind(models.TextChoices):
         DUPLICATE = "duplicate", "Duplicate"
         SKIPPED = "skipped", "Skipped"
+        UNLABELLED = "unlabelled", "Imported without a label"
 
     batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="issues")
     file_name = models.CharField(max_length=1000)

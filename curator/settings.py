@@ -139,6 +139,10 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Without collectstatic (debug server, tests) WhiteNoise serves straight from the static folders.
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
+WHITENOISE_AUTOREFRESH = DEBUG or TESTING
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # Media is never served straight from MEDIA_URL: curator.views.media_file checks login and
 # dataset access and only ever answers with an image content type.
@@ -175,12 +179,21 @@ CURATOR_JOB_STALE_SECONDS = env_int("CURATOR_JOB_STALE_SECONDS", 120)
 # The development data set (../shared/datasets/dev); tests that need it skip when it is absent.
 CURATOR_DEV_DATASET = Path(os.environ.get("CURATOR_DEV_DATASET", BASE_DIR.parent / "shared" / "datasets" / "dev"))
 
+# Predictions (training/serving.py): limits for one photo sent to the predict API or page, how
+# many model versions each web process keeps loaded, and TensorFlow threads per web process.
+CURATOR_PREDICT_MAX_PIXELS = env_int("CURATOR_PREDICT_MAX_PIXELS", 40_000_000)
+CURATOR_PREDICT_MAX_BYTES = env_int("CURATOR_PREDICT_MAX_BYTES", 20 * 1024 * 1024)
+CURATOR_PREDICT_CACHE_SIZE = env_int("CURATOR_PREDICT_CACHE_SIZE", 4)
+CURATOR_PREDICT_THREADS = env_int("CURATOR_PREDICT_THREADS", 1)
+
 # --- Celery -------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "align"
+# Task modules beyond each app's tasks.py.
+CELERY_IMPORTS = ["training.serving_tasks"]
 CELERY_TASK_ROUTES = {
     "curator.tasks.*": {"queue": "align"},
     "training.tasks.train_*": {"queue": "train"},

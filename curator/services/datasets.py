@@ -4,13 +4,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from curator.models import Dataset, Membership
+from curator.models import Dataset, Membership, default_classes
 
 
 @transaction.atomic
-def dataset_create(*, user: AbstractBaseUser | None, name: str, classes: list[str], **options) -> Dataset:
-    """Create a dataset; its creator becomes its curator."""
-    dataset = Dataset.objects.create(name=name, classes=classes, created_by=user, **options)
+def dataset_create(
+    *, user: AbstractBaseUser | None, name: str, classes: list[str] | None = None, **options
+) -> Dataset:
+    """Create a dataset (classes default to CURATOR_DEFAULT_CLASSES); its creator becomes its curator."""
+    dataset = Dataset.objects.create(name=name, classes=classes or default_classes(), created_by=user, **options)
     if user is not None:
         Membership.objects.create(dataset=dataset, user=user, role=Membership.Role.CURATOR)
     return dataset
