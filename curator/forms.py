@@ -72,10 +72,13 @@ class MultipleFileField(forms.FileField):
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
-        single = super().clean
-        if isinstance(data, list | tuple):
-            return [single(d, initial) for d in data]
-        return [single(data, initial)] if data else []
+        files = [f for f in (data if isinstance(data, list | tuple) else [data]) if f]
+        if not files:
+            if self.required:
+                raise forms.ValidationError(self.error_messages["required"], code="required")
+            return []
+        # An empty file is not a form error: the import reports it per file and goes on.
+        return [f if f.size == 0 else super(MultipleFileField, self).clean(f, initial) for f in files]
 
 
 class UploadForm(forms.Form):

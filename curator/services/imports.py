@@ -88,27 +88,27 @@ def zip_candidates(handle: BinaryIO, *, prefix: str = "") -> Iterator[Candidate]
     except (zipfile.BadZipFile, OSError) as exc:
         yield Candidate(prefix.rstrip("/") or "archive.zip", lambda: b"", 0, f"not a readable zip archive ({exc})")
         return
-    with archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            name = _zip_member_name(info)
-            shown = f"{prefix}{name}"
-            problem = _unsafe_member(name)
-            if not problem and info.flag_bits & 0x1:
-                problem = "encrypted zip member; refused"
-            if not problem and info.file_size > settings.CURATOR_MAX_UPLOAD_BYTES:
-                problem = f"{info.file_size:,} bytes, more than CURATOR_MAX_UPLOAD_BYTES"
-            if not problem and info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
-                problem = "compressed more than 200:1; refused as a likely zip bomb"
-            if not problem and _is_zip_name(name):
-                problem = "a zip inside the zip is not unpacked; upload it on its own"
+    # The archive stays open while its candidates are read (they keep a reference to it).
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        name = _zip_member_name(info)
+        shown = f"{prefix}{name}"
+        problem = _unsafe_member(name)
+        if not problem and info.flag_bits & 0x1:
+            problem = "encrypted zip member; refused"
+        if not problem and info.file_size > settings.CURATOR_MAX_UPLOAD_BYTES:
+            problem = f"{info.file_size:,} bytes, more than CURATOR_MAX_UPLOAD_BYTES"
+        if not problem and info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
+            problem = "compressed more than 200:1; refused as a likely zip bomb"
+        if not problem and _is_zip_name(name):
+            problem = "a zip inside the zip is not unpacked; upload it on its own"
 
-            def read(info: zipfile.ZipInfo = info) -> bytes:
-                with archive.open(info) as member:
-                    return member.read(settings.CURATOR_MAX_UPLOAD_BYTES + 1)
+        def read(info: zipfile.ZipInfo = info) -> bytes:
+            with archive.open(info) as member:
+                return member.read(settings.CURATOR_MAX_UPLOAD_BYTES + 1)
 
-            yield Candidate(shown, read, info.file_size, problem)
+        yield Candidate(shown, read, info.file_size, problem)
 
 
 def upload_candidates(files: Iterable) -> Iterator[Candidate]:
