@@ -193,9 +193,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "align"
 # Task modules beyond each app's tasks.py.
-CELERY_IMPORTS = ["training.serving_tasks"]
+CELERY_IMPORTS = ["curator.import_tasks", "training.serving_tasks"]
 CELERY_TASK_ROUTES = {
     "curator.tasks.*": {"queue": "align"},
+    "curator.import_tasks.*": {"queue": "align"},
     "training.tasks.train_*": {"queue": "train"},
     "training.tasks.predict_*": {"queue": "predict"},
 }

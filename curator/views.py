@@ -80,7 +80,7 @@ def dataset_import(request: HttpRequest, dataset_id: int) -> HttpResponse:
         folder_form = FolderImportForm(request.POST)
         if folder_form.is_valid():
             try:
-                batch = imports.import_server_folder(
+                batch = imports.import_folder_start(
                     dataset=dataset, path=folder_form.cleaned_data["path"], user=request.user
                 )
             except imports.ImportRefused as exc:
@@ -105,6 +105,9 @@ def dataset_import(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 def _after_import(request: HttpRequest, batch: ImportBatch) -> HttpResponse:
+    if batch.status == ImportBatch.Status.RECEIVING:
+        messages.success(request, f"Importing {batch.source_name} in the background.")
+        return redirect("curator:batch_detail", dataset_id=batch.dataset_id, batch_id=batch.pk)
     messages.success(
         request,
         f"Imported {batch.imported_count} photos ({batch.duplicate_count} duplicates, {batch.skipped_count} skipped).",

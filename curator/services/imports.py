@@ -203,6 +203,28 @@ def import_server_folder(
     return _run_import(batch, list(folder_candidates(folder)))
 
 
+def import_folder_start(*, dataset: Dataset, path: str, user: AbstractBaseUser | None) -> ImportBatch:
+    """Check the folder now (so a refused path is answered at once), import it in the
+    background (queue `align`), and return the batch whose page shows it filling up."""
+    from curator import import_tasks
+
+    folder = resolve_import_folder(path)
+    batch = ImportBatch.objects.create(
+        dataset=dataset, created_by=user, source=ImportBatch.Source.FOLDER, source_name=str(folder)
+    )
+    transaction.on_commit(lambda: import_tasks.import_folder.delay(batch.pk, str(folder)))
+    return batch
+
+
+def import_batch_run_folder(*, batch_id: int, folder: str) -> int:
+    """The background half of import_folder_start; returns the number of photos imported."""
+    batch = ImportBatch.objects.select_related("dataset").get(pk=batch_id)
+    if batch.status != ImportBatch.Status.RECEIVING:
+        return 0  # delivered twice: the first run did it
+    _run_import(batch, list(folder_candidates(Path(folder))))
+    return batch.imported_count
+
+
 def _run_import(batch: ImportBatch, candidates: list[Candidate]) -> ImportBatch:
     from curator.services.alignment import alignment_job_start
 

@@ -3,6 +3,7 @@ labels.csv; every kind of bad file reported per file while the rest of the batch
 
 import gzip
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from PIL import Image
 
 from curator.models import AlignmentJob, ImportBatch, ImportIssue, SourceImage
 from curator.services import imports
+
+LFW_FEMALE = sorted(p.name for p in (Path(__file__).parents[1] / "fixtures/faces/lfw/female").glob("*.jpg"))[0]
 
 
 def lfw(fixture_faces: Path, gender: str, n: int = 2) -> list[Path]:
@@ -268,17 +271,26 @@ def test_an_import_queues_alignment_of_the_new_photos(alice_client, dataset, fix
 # --- Server folders -------------------------------------------------------------------------------
 
 
-def test_server_folder_import_under_an_allowed_root(alice_client, dataset, fixture_faces, copy_fixture_tree, settings):
+def test_server_folder_import_under_an_allowed_root(
+    alice_client, dataset, fixture_faces, copy_fixture_tree, settings, django_capture_on_commit_callbacks
+):
     (female,) = lfw(fixture_faces, "female", 1)
     root = copy_fixture_tree(
         {"set/female/deep/a.JPG": f"lfw/female/{female.name}", "elsewhere/b.jpg": f"lfw/female/{female.name}"}
     )
     settings.CURATOR_IMPORT_ROOTS = [root.resolve()]
-    response = alice_client.post(f"/datasets/{dataset.pk}/import/", {"path": str(root / "set")})
+    with django_capture_on_commit_callbacks() as queued:
+        response = alice_client.post(f"/datasets/{dataset.pk}/import/", {"path": str(root / "set")})
 
+    batch = ImportBatch.objects.get()
     assert response.status_code == 302
+    assert batch.status == ImportBatch.Status.RECEIVING
+    assert "Importing" in alice_client.get(response.url).content.decode()
+    assert len(queued) == 1  # the background import task
+    imports.import_batch_run_folder(batch_id=batch.pk, folder=str((root / "set").resolve()))
     image = SourceImage.objects.get()
     assert (image.original_name, image.label) == ("female/deep/a.JPG", "female")
+    assert ImportBatch.objects.get().status == ImportBatch.Status.DONE
 
 
 def test_server_folder_outside_the_roots_is_refused(alice_client, dataset, tmp_path, settings):
@@ -327,3 +339,26 @@ def test_upload_without_files_is_an_error(alice_client, dataset):
     response = alice_client.post(f"/datasets/{dataset.pk}/import/", {})
     assert response.status_code == 200
     assert "This field is required" in response.content.decode()
+
+
+@pytest.mark.worker
+def test_a_folder_import_runs_on_a_real_worker_and_aligns(
+    alice_client, dataset, copy_fixture_tree, settings, start_worker
+):
+    root = copy_fixture_tree(
+        {"female/a.jpg": "lfw/female/" + LFW_FEMALE, "male/b.jpg": "lfw/male/Brad_Johnson_0004.jpg"}
+    )
+    settings.CURATOR_IMPORT_ROOTS = [root.resolve()]
+    start_worker(queues="align", concurrency=2)
+    alice_client.post(f"/datasets/{dataset.pk}/import/", {"path": str(root)})
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        job = AlignmentJob.objects.filter(dataset=dataset).first()
+        if job and job.is_finished:
+            break
+        time.sleep(0.5)
+    batch = ImportBatch.objects.get()
+    assert (batch.status, batch.imported_count) == (ImportBatch.Status.DONE, 2)
+    assert job.status == AlignmentJob.Status.DONE
+    assert set(SourceImage.objects.values_list("status", flat=True)) == {SourceImage.Status.ALIGNED}
