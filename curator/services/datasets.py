@@ -8,9 +8,7 @@ from curator.models import Dataset, Membership, default_classes
 
 
 @transaction.atomic
-def dataset_create(
-    *, user: AbstractBaseUser | None, name: str, classes: list[str] | None = None, **options
-) -> Dataset:
+def dataset_create(*, user: AbstractBaseUser | None, name: str, classes: list[str] | None = None, **options) -> Dataset:
     """Create a dataset (classes default to CURATOR_DEFAULT_CLASSES); its creator becomes its curator."""
     dataset = Dataset.objects.create(name=name, classes=classes or default_classes(), created_by=user, **options)
     if user is not None:
