@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from curator.models import AlignmentJob, Dataset, Face, ImportBatch, ImportIssue, Membership, SourceImage
+from training.admin import train_on_dataset
 
 
 class MembershipInline(admin.TabularInline):
@@ -14,6 +15,7 @@ class DatasetAdmin(admin.ModelAdmin):
     list_display = ["name", "classes", "crop_size", "detector", "created_by", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+    actions = [train_on_dataset]
 
 
 @admin.register(ImportBatch)

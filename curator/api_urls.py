@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("curator.api")),
     path("", include("labeling.api")),
     path("", include("training.api")),
+    path("", include("training.predict_api")),
 ]

@@ -155,6 +155,10 @@ class SourceImage(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     status_reason = models.TextField(blank=True)
     face_count = models.PositiveIntegerField(default=0)
+    # Times a worker started aligning this image for its current job. An image that kills its
+    # worker process (out of memory, a crash in native code) is given up on after a few tries
+    # instead of being redelivered for ever.
+    align_attempts = models.PositiveSmallIntegerField(default=0)
     alignment_job = models.ForeignKey(
         "AlignmentJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
     )

@@ -35,14 +35,35 @@ def dataset_jobs(*, dataset: Dataset) -> QuerySet[AlignmentJob]:
     return AlignmentJob.objects.filter(dataset=dataset).order_by("-created_at")
 
 
+# Images listed on a job page whose outcome needs a look (no face, error).
+JOB_PROBLEMS_SHOWN = 200
+
+
 def job_progress(*, job: AlignmentJob) -> dict:
-    """What the progress bar shows: done/total, faces, no-face, errors and the rate so far."""
+    """What the progress bar shows: done/total, faces, no-face, errors, the rate so far, how long
+    a queued job has waited, and the images without faces or with errors (with their reasons)."""
+    from django.conf import settings
+    from django.utils import timezone
+
     elapsed = None
     if job.started_at:
         end = job.finished_at or job.heartbeat_at or job.started_at
         elapsed = max((end - job.started_at).total_seconds(), 0.0)
     rate = (job.done / elapsed) if elapsed else 0.0
     percent = round(100.0 * job.done / job.total, 1) if job.total else (100.0 if job.is_finished else 0.0)
+    remaining = max(job.total - job.done, 0)
+    eta = round(remaining / rate) if rate and not job.is_finished else None
+    waiting = None
+    if job.status == AlignmentJob.Status.QUEUED:
+        waiting = round((timezone.now() - job.created_at).total_seconds())
+    problems = [
+        {"id": image_id, "name": name, "status": status, "reason": reason}
+        for image_id, name, status, reason in SourceImage.objects.filter(
+            alignment_job=job, status__in=[SourceImage.Status.NO_FACE, SourceImage.Status.ERROR]
+        )
+        .order_by("status", "id")
+        .values_list("id", "original_name", "status", "status_reason")[:JOB_PROBLEMS_SHOWN]
+    ]
     return {
         "id": job.pk,
         "status": job.status,
@@ -54,6 +75,12 @@ def job_progress(*, job: AlignmentJob) -> dict:
         "percent": percent,
         "images_per_s": round(rate, 2),
         "elapsed_s": round(elapsed or 0.0, 1),
+        "eta_s": eta,
+        "waiting_s": waiting,
+        "waiting_long": waiting is not None and waiting > settings.CURATOR_JOB_STALE_SECONDS,
+        "resumed_count": job.resumed_count,
         "finished": job.is_finished,
         "error": job.error,
+        "problems": problems,
+        "problems_more": max(job.no_face + job.errors - len(problems), 0),
     }

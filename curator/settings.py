@@ -199,6 +199,7 @@ CELERY_TASK_ROUTES = {
     "curator.import_tasks.*": {"queue": "align"},
     "training.tasks.train_*": {"queue": "train"},
     "training.tasks.predict_*": {"queue": "predict"},
+    "training.serving_tasks.out_of_fold_*": {"queue": "train"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

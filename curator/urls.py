@@ -16,5 +16,7 @@ urlpatterns = [
     path("api/v1/", include("curator.api_urls")),
     path("labeling/", include("labeling.urls")),
     path("training/", include("training.urls")),
+    path("predict/", include("training.predict_urls")),
+    path("review/", include("labeling.review_urls")),
     path("", include("curator.dataset_urls")),
 ]

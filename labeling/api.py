@@ -1,1 +1,399 @@
-urlpatterns: list = []
+"""REST API for labeling, under /api/v1/: datasets, faces (filterable exactly as the grid),
+label changes (with optimistic concurrency), undo, history and revert, splits, rules and
+exports. Every endpoint checks dataset visibility (404 for datasets you are not on) and the
+curator role where needed (403)."""
+
+from __future__ import annotations
+
+from django.http import QueryDict
+from django.urls import path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from curator.models import Face
+from curator.permissions import can_curate, get_dataset_for, visible_datasets
+from labeling import selectors, services
+from labeling.models import BulkAction, LabelEvent
+
+
+class DatasetSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    classes = serializers.ListField(child=serializers.CharField())
+    class_keys = serializers.DictField(child=serializers.CharField())
+    min_faces_per_class = serializers.IntegerField()
+    faces = serializers.IntegerField(required=False)
+    can_curate = serializers.BooleanField(required=False)
+
+
+class FaceSerializer(serializers.ModelSerializer):
+    source_image = serializers.CharField(source="image.original_name")
+    metadata = serializers.JSONField(source="image.metadata")
+    crop_url = serializers.SerializerMethodField()
+    predicted_label = serializers.SerializerMethodField()
+    confidence = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Face
+        fields = [
+            "id",
+            "version",
+            "label",
+            "label_origin",
+            "is_unsure",
+            "is_excluded",
+            "exclusion_reason",
+            "split",
+            "split_manual",
+            "image",
+            "source_image",
+            "index",
+            "crop",
+            "crop_url",
+            "box_left",
+            "box_top",
+            "box_right",
+            "box_bottom",
+            "size_px",
+            "sharpness",
+            "yaw",
+            "roll",
+            "detector_score",
+            "landmark_fit",
+            "phash",
+            "whole_image",
+            "metadata",
+            "predicted_label",
+            "confidence",
+        ]
+
+    def get_crop_url(self, face) -> str:
+        return f"/media/{face.crop}"
+
+    def get_predicted_label(self, face) -> str | None:
+        return getattr(face, "pred_label", None)
+
+    def get_confidence(self, face) -> float | None:
+        return getattr(face, "pred_confidence", None)
+
+
+class LabelEventSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", default=None)
+
+    class Meta:
+        model = LabelEvent
+        fields = ["id", "action", "field", "old_value", "new_value", "user", "created_at"]
+
+
+class BulkActionSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", default=None)
+
+    class Meta:
+        model = BulkAction
+        fields = ["id", "kind", "user", "params", "face_count", "reverts", "created_at"]
+
+
+class LabelChangeSerializer(serializers.Serializer):
+    faces = serializers.ListField(child=serializers.IntegerField(), required=False)
+    versions = serializers.DictField(child=serializers.IntegerField(), required=False)
+    filter = serializers.CharField(required=False, help_text="A grid query string; changes every matching face.")
+    expected_count = serializers.IntegerField(required=False)
+    changes = serializers.DictField(help_text="Any of label, is_unsure, is_excluded, split.")
+
+
+class FacePagination(PageNumberPagination):
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+    invalid_page_message = "Page {page_number} does not exist for this filter: {message}"
+
+
+FILTER_PARAMS = [
+    OpenApiParameter(name, OpenApiTypes.STR, description=text)
+    for name, text in [
+        ("label", "a class, or unlabelled / labelled / unsure / excluded / included"),
+        ("split", "train, val, test or none"),
+        ("batch", "import batch id"),
+        ("file", "part of the source file name"),
+        ("outcome", "single, several or no_face"),
+        ("min_size", "size at least (px)"),
+        ("max_size", "size at most (px)"),
+        ("min_sharpness", "sharpness at least"),
+        ("max_sharpness", "sharpness at most"),
+        ("max_abs_yaw", "|yaw| at most (degrees)"),
+        ("min_score", "detector score at least"),
+        ("model", "model version id (default: the active one)"),
+        ("predicted", "predicted label"),
+        ("min_conf", "model confidence at least"),
+        ("max_conf", "model confidence at most"),
+        ("disagrees", "1: the model disagrees with the label"),
+        ("sort", f"one of {', '.join(selectors.SORTS)}, prefix - for descending"),
+        ("m_<key>", "metadata value, e.g. m_race=2; m_<key>_min / m_<key>_max for ranges, e.g. m_age_min=20"),
+    ]
+]
+
+
+def _dataset_dict(dataset, user) -> dict:
+    from labeling.keys import class_keys_for
+
+    return {
+        "id": dataset.pk,
+        "name": dataset.name,
+        "description": dataset.description,
+        "classes": dataset.classes,
+        "class_keys": class_keys_for(dataset),
+        "min_faces_per_class": dataset.min_faces_per_class,
+        "can_curate": can_curate(user, dataset),
+    }
+
+
+class DatasetList(APIView):
+    @extend_schema(responses=DatasetSerializer(many=True), summary="Datasets you can see")
+    def get(self, request):
+        return Response([_dataset_dict(ds, request.user) for ds in visible_datasets(request.user)])
+
+
+class DatasetDetail(APIView):
+    @extend_schema(responses=DatasetSerializer, summary="One dataset with its class balance")
+    def get(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        ov = selectors.dataset_overview(dataset=dataset)
+        return Response(
+            {
+                **_dataset_dict(dataset, request.user),
+                "faces": ov["faces"],
+                "excluded": ov["excluded"],
+                "unsure": ov["unsure"],
+                "balance": {label: dict(zip(ov["splits"], counts, strict=True)) for label, counts, _ in ov["rows"]},
+                "outcomes": ov["outcomes"],
+            }
+        )
+
+
+class FaceList(APIView):
+    @extend_schema(
+        parameters=FILTER_PARAMS, responses=FaceSerializer(many=True), summary="Faces, filtered as in the grid"
+    )
+    def get(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        params = request.query_params.copy()
+        params.pop("page_size", None)
+        flt = selectors.faces_filter(dataset=dataset, params=params)
+        if flt.errors:
+            raise ValidationError({"filter": flt.errors})
+        paginator = FacePagination()
+        page = paginator.paginate_queryset(flt.queryset.select_related("image"), request, view=self)
+        selectors.faces_attach_predictions(faces=page, model_version=flt.model_version)
+        return paginator.get_paginated_response(FaceSerializer(page, many=True).data)
+
+
+class FaceDetail(APIView):
+    @extend_schema(responses=FaceSerializer, summary="One face with its label history")
+    def get(self, request, dataset_id: int, face_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        face = Face.objects.filter(dataset=dataset, pk=face_id).select_related("image").first()
+        if face is None:
+            raise NotFound("No such face in this dataset.")
+        data = FaceSerializer(face).data
+        data["history"] = LabelEventSerializer(
+            face.label_events.select_related("user").order_by("-id")[:200], many=True
+        ).data
+        return Response(data)
+
+
+def _labeling_error(exc: services.LabelingError) -> Response:
+    if isinstance(exc, services.StaleFace):
+        return Response({"error": exc.message, "current": exc.current}, status=status.HTTP_409_CONFLICT)
+    return Response({"error": exc.message}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class LabelChange(APIView):
+    @extend_schema(
+        request=LabelChangeSerializer,
+        responses={200: BulkActionSerializer, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        summary="Change label, unsure, excluded or split of faces (by ids or by a filter)",
+        description="Give `faces` (ids) and optionally `versions` ({id: version you saw}); a face changed since "
+        "is refused with 409 and its current state. Or give `filter` (a grid query string) to change every "
+        "matching face, optionally with `expected_count`.",
+    )
+    def post(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        body = LabelChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            if "filter" in data:
+                flt = selectors.faces_filter(dataset=dataset, params=QueryDict(data["filter"]))
+                if flt.errors:
+                    raise services.InvalidChange("The filter is not valid: " + " ".join(flt.errors))
+                faces = Face.objects.filter(pk__in=flt.matching.values("pk"))
+                if "expected_count" in data and faces.count() != data["expected_count"]:
+                    raise services.InvalidChange(
+                        f"The filter now matches {faces.count()} faces, not {data['expected_count']}."
+                    )
+                params = {"source": "api", "filter": flt.values}
+            elif "faces" in data:
+                faces, params = data["faces"], {"source": "api"}
+            else:
+                raise services.InvalidChange("Give `faces` (a list of ids) or `filter` (a grid query string).")
+            action = services.faces_update(
+                user=request.user,
+                dataset=dataset,
+                faces=faces,
+                changes=data["changes"],
+                params=params,
+                expected_versions={int(k): v for k, v in (data.get("versions") or {}).items()},
+            )
+        except services.LabelingError as exc:
+            return _labeling_error(exc)
+        except ValueError:
+            return Response({"error": "Face ids in versions must be whole numbers."}, status=400)
+        return Response(BulkActionSerializer(action).data)
+
+
+class Undo(APIView):
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Undo your latest change on this dataset")
+    def post(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        try:
+            result = services.bulk_action_undo_last(user=request.user, dataset=dataset)
+        except services.LabelingError as exc:
+            return _labeling_error(exc)
+        return Response(
+            {
+                "action": BulkActionSerializer(result.action).data,
+                "reverted": result.reverted,
+                "conflicts": result.conflicts,
+            }
+        )
+
+
+class ActionList(APIView):
+    @extend_schema(responses=BulkActionSerializer(many=True), summary="History of actions, newest first")
+    def get(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        paginator = FacePagination()
+        page = paginator.paginate_queryset(selectors.bulk_actions(dataset=dataset), request, view=self)
+        return paginator.get_paginated_response(BulkActionSerializer(page, many=True).data)
+
+
+class ActionRevert(APIView):
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Revert an action; later changes are kept")
+    def post(self, request, dataset_id: int, action_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        action = BulkAction.objects.filter(dataset=dataset, pk=action_id).first()
+        if action is None:
+            raise NotFound("No such action in this dataset.")
+        if not (can_curate(request.user, dataset) or action.user_id == request.user.pk):
+            return Response({"error": "Annotators may only revert their own changes."}, status=403)
+        try:
+            result = services.bulk_action_revert(user=request.user, action=action)
+        except services.LabelingError as exc:
+            return _labeling_error(exc)
+        return Response(
+            {
+                "action": BulkActionSerializer(result.action).data,
+                "reverted": result.reverted,
+                "conflicts": result.conflicts,
+            }
+        )
+
+
+class Splits(APIView):
+    @extend_schema(
+        request=inline_serializer(
+            "SplitRequest",
+            {
+                "seed": serializers.IntegerField(default=0),
+                "ratios": serializers.ListField(child=serializers.FloatField(), required=False),
+            },
+        ),
+        responses=BulkActionSerializer,
+        summary="Assign stratified, seeded splits (curators)",
+    )
+    def post(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id, curate=True)
+        try:
+            action = services.splits_assign(
+                user=request.user,
+                dataset=dataset,
+                seed=request.data.get("seed", 0),
+                ratios=request.data.get("ratios", (0.7, 0.15, 0.15)),
+            )
+        except services.LabelingError as exc:
+            return _labeling_error(exc)
+        return Response(BulkActionSerializer(action).data)
+
+
+class Rules(APIView):
+    @extend_schema(
+        request=inline_serializer(
+            "RuleRequest", {k: serializers.FloatField(required=False) for k in services.RULE_FIELDS}
+        ),
+        responses=BulkActionSerializer,
+        summary="Exclude faces below quality thresholds (curators)",
+    )
+    def post(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id, curate=True)
+        try:
+            action = services.exclusion_rule_apply(user=request.user, dataset=dataset, thresholds=dict(request.data))
+        except services.LabelingError as exc:
+            return _labeling_error(exc)
+        return Response(BulkActionSerializer(action).data)
+
+
+class Exports(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Exports of this dataset (curators)")
+    def get(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id, curate=True)
+        return Response(
+            [
+                {"name": e["name"], "size": e["size"], "url": f"/api/v1/datasets/{dataset.pk}/exports/{e['name']}"}
+                for e in selectors.exports_list(dataset=dataset)
+            ]
+        )
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Build an export zip (curators)")
+    def post(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id, curate=True)
+        try:
+            path = services.export_create(user=request.user, dataset=dataset)
+        except services.LabelingError as exc:
+            return _labeling_error(exc)
+        name = path.rsplit("/", 1)[-1]
+        return Response(
+            {"name": name, "url": f"/api/v1/datasets/{dataset.pk}/exports/{name}"}, status=status.HTTP_201_CREATED
+        )
+
+
+class ExportDownload(APIView):
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY}, summary="Download an export zip")
+    def get(self, request, dataset_id: int, name: str):
+        from labeling.views import export_file_response
+
+        dataset = get_dataset_for(request.user, dataset_id, curate=True)
+        return export_file_response(dataset, name)
+
+
+urlpatterns = [
+    path("datasets/", DatasetList.as_view(), name="labeling-api-datasets"),
+    path("datasets/<int:dataset_id>/", DatasetDetail.as_view(), name="labeling-api-dataset"),
+    path("datasets/<int:dataset_id>/faces/", FaceList.as_view(), name="labeling-api-faces"),
+    path("datasets/<int:dataset_id>/faces/<int:face_id>/", FaceDetail.as_view(), name="labeling-api-face"),
+    path("datasets/<int:dataset_id>/label-changes/", LabelChange.as_view(), name="labeling-api-change"),
+    path("datasets/<int:dataset_id>/undo/", Undo.as_view(), name="labeling-api-undo"),
+    path("datasets/<int:dataset_id>/actions/", ActionList.as_view(), name="labeling-api-actions"),
+    path(
+        "datasets/<int:dataset_id>/actions/<int:action_id>/revert/", ActionRevert.as_view(), name="labeling-api-revert"
+    ),
+    path("datasets/<int:dataset_id>/splits/", Splits.as_view(), name="labeling-api-splits"),
+    path("datasets/<int:dataset_id>/rules/", Rules.as_view(), name="labeling-api-rules"),
+    path("datasets/<int:dataset_id>/exports/", Exports.as_view(), name="labeling-api-exports"),
+    path("datasets/<int:dataset_id>/exports/<str:name>", ExportDownload.as_view(), name="labeling-api-export"),
+]

@@ -1,4 +1,22 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from labeling import views
 
 app_name = "labeling"
-urlpatterns: list = []
+urlpatterns = [
+    path("<int:dataset_id>/", views.grid, name="grid"),
+    path("<int:dataset_id>/faces/<int:face_id>/", views.face_detail, name="face_detail"),
+    path("<int:dataset_id>/change/", views.change, name="change"),
+    path("<int:dataset_id>/undo/", views.undo, name="undo"),
+    path("<int:dataset_id>/history/", views.history, name="history"),
+    path("<int:dataset_id>/history/<int:action_id>/revert/", views.revert, name="revert"),
+    path("<int:dataset_id>/curate/", views.overview, name="overview"),
+    path("<int:dataset_id>/curate/keys/", views.class_keys_set, name="class_keys_set"),
+    path("<int:dataset_id>/curate/rules/", views.rule_apply, name="rule_apply"),
+    path("<int:dataset_id>/curate/min-per-class/", views.min_per_class_apply, name="min_per_class_apply"),
+    path("<int:dataset_id>/curate/splits/", views.splits_assign, name="splits_assign"),
+    path("<int:dataset_id>/curate/exports/", views.export_create, name="export_create"),
+    path("<int:dataset_id>/curate/exports/<str:name>", views.export_download, name="export_download"),
+    path("<int:dataset_id>/duplicates/", views.duplicates, name="duplicates"),
+    path("<int:dataset_id>/duplicates/keep/", views.duplicates_keep, name="duplicates_keep"),
+]

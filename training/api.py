@@ -1,1 +1,168 @@
-urlpatterns: list = []
+"""Training under /api/v1/training/: queue, follow and cancel jobs; list, read and activate model
+versions. Same rules as the pages: invisible datasets answer 404, only curators train or activate."""
+
+from django.core.exceptions import PermissionDenied
+from django.urls import path
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from curator.permissions import can_curate, get_dataset_for, visible_datasets
+from training import selectors, services
+from training.config import ConfigError
+from training.data import TrainingDataError
+from training.models import Architecture, ModelVersion, TrainingJob
+
+
+class TrainingJobSerializer(serializers.ModelSerializer):
+    model_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id",
+            "dataset",
+            "architecture",
+            "config",
+            "status",
+            "phase",
+            "epoch",
+            "epochs",
+            "batch",
+            "batches_per_epoch",
+            "history",
+            "error",
+            "timings",
+            "cancel_requested",
+            "keep_best_on_cancel",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "model_version",
+        ]
+
+    def get_model_version(self, job) -> int | None:
+        version = ModelVersion.objects.filter(job=job).only("pk").first()
+        return version.pk if version else None
+
+
+class TrainingJobCreateSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    architecture = serializers.ChoiceField(choices=Architecture.choices, default=Architecture.CNN)
+    config = serializers.DictField(required=False, default=dict)
+    keep_best_on_cancel = serializers.BooleanField(required=False, default=True)
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "dataset",
+            "job",
+            "number",
+            "architecture",
+            "classes",
+            "config",
+            "tf_version",
+            "keras_version",
+            "metrics",
+            "is_active",
+            "artifact",
+            "snapshot",
+            "created_at",
+        ]
+
+
+def _dataset_filter(request, queryset):
+    dataset_id = request.query_params.get("dataset")
+    if dataset_id:
+        if not dataset_id.isdigit():
+            raise ValidationError({"dataset": "must be a dataset id"})
+        queryset = queryset.filter(dataset_id=int(dataset_id))
+    return queryset
+
+
+class TrainingJobList(ListAPIView):
+    serializer_class = TrainingJobSerializer
+
+    def get_queryset(self):
+        jobs = TrainingJob.objects.filter(dataset__in=visible_datasets(self.request.user)).order_by("-created_at")
+        return _dataset_filter(self.request, jobs)
+
+    @extend_schema(request=TrainingJobCreateSerializer, responses={201: TrainingJobSerializer})
+    def post(self, request):
+        payload = TrainingJobCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        dataset = get_dataset_for(request.user, payload.validated_data["dataset"], curate=True)
+        try:
+            job = services.training_job_create(
+                dataset=dataset,
+                user=request.user,
+                architecture=payload.validated_data["architecture"],
+                config=payload.validated_data["config"],
+                keep_best_on_cancel=payload.validated_data["keep_best_on_cancel"],
+            )
+        except ConfigError as exc:
+            raise ValidationError({"config": exc.errors}) from exc
+        except TrainingDataError as exc:
+            raise ValidationError({"dataset": [str(exc)]}) from exc
+        return Response(TrainingJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingJobDetail(RetrieveAPIView):
+    serializer_class = TrainingJobSerializer
+
+    def get_object(self):
+        return services.training_job_check_stale(job=selectors.job_for(self.request.user, self.kwargs["pk"]))
+
+
+class TrainingJobCancel(APIView):
+    @extend_schema(request=None, responses={200: TrainingJobSerializer})
+    def post(self, request, pk: int):
+        job = selectors.job_for(request.user, pk)
+        if not can_curate(request.user, job.dataset):
+            raise PermissionDenied("Only curators of this dataset may cancel training.")
+        keep_best = str(request.data.get("keep_best", "true")).lower() not in {"0", "false", "no"}
+        job = services.training_job_cancel(job=job, keep_best=keep_best)
+        return Response(TrainingJobSerializer(job).data)
+
+
+class ModelVersionList(ListAPIView):
+    serializer_class = ModelVersionSerializer
+
+    def get_queryset(self):
+        versions = ModelVersion.objects.filter(dataset__in=visible_datasets(self.request.user)).order_by(
+            "dataset", "-number"
+        )
+        return _dataset_filter(self.request, versions)
+
+
+class ModelVersionDetail(RetrieveAPIView):
+    serializer_class = ModelVersionSerializer
+
+    def get_object(self):
+        return selectors.version_for(self.request.user, self.kwargs["pk"])
+
+
+class ModelVersionActivate(APIView):
+    @extend_schema(request=None, responses={200: ModelVersionSerializer})
+    def post(self, request, pk: int):
+        version = selectors.version_for(request.user, pk)
+        if not can_curate(request.user, version.dataset):
+            raise PermissionDenied("Only curators of this dataset may activate a model version.")
+        version = services.model_version_activate(model_version=version)
+        return Response(ModelVersionSerializer(version).data)
+
+
+urlpatterns = [
+    path("training/jobs/", TrainingJobList.as_view(), name="api-training-jobs"),
+    path("training/jobs/<int:pk>/", TrainingJobDetail.as_view(), name="api-training-job"),
+    path("training/jobs/<int:pk>/cancel/", TrainingJobCancel.as_view(), name="api-training-job-cancel"),
+    path("training/versions/", ModelVersionList.as_view(), name="api-model-versions"),
+    path("training/versions/<int:pk>/", ModelVersionDetail.as_view(), name="api-model-version"),
+    path("training/versions/<int:pk>/activate/", ModelVersionActivate.as_view(), name="api-model-version-activate"),
+]

@@ -33,6 +33,11 @@ class TrainingJob(models.Model):
     epochs = models.PositiveIntegerField(default=0)
     batch = models.PositiveIntegerField(default=0)
     batches_per_epoch = models.PositiveIntegerField(default=0)
+    # What the job is doing now (checking data, computing descriptors, training, predicting...),
+    # with a count for the phases that are not epochs.
+    phase = models.CharField(max_length=32, blank=True)
+    phase_done = models.PositiveIntegerField(default=0)
+    phase_total = models.PositiveIntegerField(default=0)
     history = models.JSONField(default=list, blank=True, help_text="Per-epoch metrics, one dict per epoch.")
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)

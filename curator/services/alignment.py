@@ -1,10 +1,60 @@
 """Alignment jobs: split a set of images into chunks over the `align` queue, align each image
-(replacing its faces), keep the job's counters and heartbeat, and resume or fail orphaned jobs."""
+(replacing its faces), keep the job's counters and heartbeat, and resume or fail orphaned jobs.
 
+Why it survives lost workers: chunk tasks are acknowledged only after they finish (`acks_late`),
+so a chunk whose worker died is delivered again; an image is processed only while it is still
+pending for this job, and its new faces, its status and the job's counters are written in one
+transaction, so a redelivered chunk skips what was already done and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import DatabaseError, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
 
-from curator.models import AlignmentJob, Dataset, ImportBatch, SourceImage
+from curator.models import AlignmentJob, Dataset, Face, ImportBatch, SourceImage
+
+logger = logging.getLogger(__name__)
+
+# A job whose workers stopped reporting is re-queued this many times, then failed.
+MAX_RESUMES = 3
+# An image whose alignment killed its worker this many times is recorded as an error.
+MAX_ATTEMPTS = 3
+# Results are written to the database in groups of images: fewer round trips, yet the progress
+# bar and the heartbeat still move at least this often.
+FLUSH_EVERY_IMAGES = 8
+FLUSH_EVERY_SECONDS = 1.0
+# Two boxes of the same photo are "the same face" (keeping its human label) above this overlap.
+SAME_FACE_IOU = 0.5
+# Face fields a person sets; kept when a re-run finds the same face again.
+HUMAN_FIELDS = ("is_unsure", "is_excluded", "exclusion_reason", "split", "split_manual")
+
+
+# --- Starting a job -------------------------------------------------------------------------------
+
+
+def _chunks(ids: list[int], size: int) -> Iterable[list[int]]:
+    size = max(1, size)
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _queue_chunks(job_id: int, image_ids: list[int]) -> None:
+    from curator.tasks import align_chunk
+
+    for chunk in _chunks(image_ids, settings.CURATOR_ALIGN_CHUNK_SIZE):
+        align_chunk.delay(job_id, chunk)
 
 
 def alignment_job_start(
@@ -15,9 +65,397 @@ def alignment_job_start(
     user: AbstractBaseUser | None = None,
 ) -> AlignmentJob:
     """Create the job and queue its chunks once the transaction commits."""
-    raise NotImplementedError  # filled in by the alignment work (issue 2)
+    from curator.faces.pipeline import AlignOptions
+
+    options = AlignOptions.from_dataset(dataset)
+    with transaction.atomic():
+        image_ids = list(images.filter(dataset=dataset).order_by("id").values_list("id", flat=True))
+        job = AlignmentJob.objects.create(
+            dataset=dataset,
+            batch=batch,
+            created_by=user if user is not None and user.is_authenticated else None,
+            options=options.as_dict(),
+            total=len(image_ids),
+        )
+        # An image belongs to the newest job that will align it; an older job still running
+        # skips it from now on.
+        SourceImage.objects.filter(id__in=image_ids).update(
+            alignment_job=job, status=SourceImage.Status.PENDING, status_reason="", align_attempts=0
+        )
+        if not image_ids:
+            now = timezone.now()
+            job.status = AlignmentJob.Status.DONE
+            job.started_at = job.finished_at = now
+            job.save(update_fields=["status", "started_at", "finished_at"])
+        else:
+            transaction.on_commit(lambda: _queue_chunks(job.pk, image_ids))
+    return job
+
+
+# --- Processing a chunk (in a worker) -----------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    """What aligning one image produced, before it is written."""
+
+    image: SourceImage
+    status: str
+    reason: str = ""
+    faces: list = field(default_factory=list)  # AlignedFace
+    crop_paths: list[str] = field(default_factory=list)
+
+
+def _crop_path(image: SourceImage, job_id: int, index: int) -> str:
+    # A new name per job: the media view lets browsers cache a crop for a day, so a re-run
+    # must never reuse the name of an older crop.
+    return f"datasets/{image.dataset_id}/faces/{image.pk % 1000:03d}/{image.pk}-j{job_id}-{index}.jpg"
+
+
+def _save_file(path: str, data: bytes) -> str:
+    # A redelivered chunk writes the same names again: replace, never get a suffixed copy.
+    if default_storage.exists(path):
+        default_storage.delete(path)
+    return default_storage.save(path, ContentFile(data))
+
+
+def _delete_files(paths: Iterable[str]) -> None:
+    for path in paths:
+        if not path:
+            continue
+        try:
+            default_storage.delete(path)
+        except OSError:  # a missing or undeletable old crop must not fail the image
+            logger.warning("could not delete old crop %s", path, exc_info=True)
+
+
+def _align_image(image: SourceImage, job_id: int, options) -> _Outcome:
+    """Load, detect and align one image and store its crops. Faults of the image itself become
+    its outcome; faults of the infrastructure (database, broker) propagate so the task retries."""
+    from curator.faces.pipeline import detect_and_align, encode_jpeg
+    from curator.images import ImageRejected, load_rgb
+
+    try:
+        with default_storage.open(image.file, "rb") as handle:
+            rgb = load_rgb(handle)
+    except FileNotFoundError:
+        return _Outcome(image, SourceImage.Status.ERROR, "the original file is missing from storage")
+    except ImageRejected as exc:
+        return _Outcome(image, SourceImage.Status.ERROR, f"unreadable image: {exc}")
+    except MemoryError:
+        return _Outcome(image, SourceImage.Status.ERROR, "not enough memory to decode this image")
+    try:
+        faces = detect_and_align(rgb, options)
+    except MemoryError:
+        return _Outcome(image, SourceImage.Status.ERROR, "not enough memory to align this image")
+    except Exception as exc:  # any failure of the pipeline is this image's outcome
+        logger.exception("alignment of image %s failed", image.pk)
+        return _Outcome(image, SourceImage.Status.ERROR, f"alignment failed: {type(exc).__name__}: {exc}")
+    if not faces:
+        return _Outcome(image, SourceImage.Status.NO_FACE, "no face found")
+    paths = [_save_file(_crop_path(image, job_id, face.index), encode_jpeg(face.crop)) for face in faces]
+    count = len(faces)
+    reason = f"{count} face{'s' if count != 1 else ''}"
+    if faces[0].whole_image:
+        reason = "no detection; the whole photo is kept as the face"
+    return _Outcome(image, SourceImage.Status.ALIGNED, reason, faces, paths)
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    left, top = max(a[0], b[0]), max(a[1], b[1])
+    right, bottom = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0, right - left) * max(0, bottom - top)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _match_old_faces(old: list[Face], new_boxes: list[tuple[int, int, int, int]]) -> dict[int, Face]:
+    """Pair new faces with old faces of the same photo by box overlap, best pairs first."""
+    pairs = sorted(
+        ((_iou(face.box, box), i, face) for i, box in enumerate(new_boxes) for face in old),
+        key=lambda p: -p[0],
+    )
+    matched: dict[int, Face] = {}
+    used: set[int] = set()
+    for iou, i, face in pairs:
+        if iou < SAME_FACE_IOU:
+            break
+        if i in matched or face.pk in used:
+            continue
+        matched[i] = face
+        used.add(face.pk)
+    return matched
+
+
+def _fill_face(face: Face, aligned, path: str, image: SourceImage) -> None:
+    left, top, right, bottom = aligned.box
+    face.index = aligned.index
+    face.box_left, face.box_top, face.box_right, face.box_bottom = left, top, right, bottom
+    face.landmarks = aligned.landmarks_list()
+    face.crop = path
+    face.is_largest = aligned.is_largest
+    face.whole_image = aligned.whole_image
+    face.detector_score = aligned.detector_score
+    face.size_px = aligned.size_px
+    face.sharpness = aligned.sharpness
+    face.yaw = aligned.yaw
+    face.roll = aligned.roll
+    face.landmark_fit = aligned.landmark_fit
+    face.phash = aligned.phash
+    if face.label_origin != Face.LabelOrigin.HUMAN:
+        # The image-level label from the import belongs to the largest face only.
+        if aligned.is_largest and image.label:
+            face.label, face.label_origin = image.label, Face.LabelOrigin.IMPORT
+        else:
+            face.label, face.label_origin = "", Face.LabelOrigin.NONE
+
+
+FACE_UPDATE_FIELDS = [
+    "index",
+    "box_left",
+    "box_top",
+    "box_right",
+    "box_bottom",
+    "landmarks",
+    "crop",
+    "is_largest",
+    "whole_image",
+    "detector_score",
+    "size_px",
+    "sharpness",
+    "yaw",
+    "roll",
+    "landmark_fit",
+    "phash",
+    "label",
+    "label_origin",
+    "updated_at",
+]
+
+
+def _write_outcomes(job_id: int, outcomes: list[_Outcome]) -> None:
+    """Replace the faces of the aligned images, record each image's outcome and advance the job,
+    all in one transaction. Images no longer pending for this job (done by an earlier delivery of
+    this chunk, or taken over by a newer job) are left alone and their new crops discarded."""
+    files_to_delete: list[str] = []
+    with transaction.atomic():
+        ids = [o.image.pk for o in outcomes]
+        still_pending = set(
+            SourceImage.objects.select_for_update()
+            .filter(pk__in=ids, alignment_job_id=job_id, status=SourceImage.Status.PENDING)
+            .values_list("pk", flat=True)
+        )
+        keep = [o for o in outcomes if o.image.pk in still_pending]
+        for o in outcomes:
+            if o.image.pk not in still_pending:
+                # Only crops under this job's own names, which no other job or delivery keeps.
+                files_to_delete += [p for p in o.crop_paths if p]
+        old_by_image: dict[int, list[Face]] = {}
+        for face in Face.objects.filter(image_id__in=[o.image.pk for o in keep]).order_by("index"):
+            old_by_image.setdefault(face.image_id, []).append(face)
+
+        now = timezone.now()
+        to_create: list[Face] = []
+        to_update: list[Face] = []
+        to_delete: list[int] = []
+        for o in keep:
+            old = old_by_image.get(o.image.pk, [])
+            matched = _match_old_faces(old, [f.box for f in o.faces])
+            matched_ids = {f.pk for f in matched.values()}
+            for face in old:
+                if face.pk not in matched_ids:
+                    to_delete.append(face.pk)
+                if face.crop and face.crop not in o.crop_paths:
+                    files_to_delete.append(face.crop)
+            for i, aligned in enumerate(o.faces):
+                face = matched.get(i) or Face(dataset_id=o.image.dataset_id, image_id=o.image.pk)
+                _fill_face(face, aligned, o.crop_paths[i], o.image)
+                face.updated_at = now
+                (to_update if face.pk else to_create).append(face)
+        if to_delete:
+            Face.objects.filter(pk__in=to_delete).delete()
+        if to_update:
+            # Indexes are unique per photo and may swap between kept faces: move them out of the
+            # way first, then write the final values.
+            final_index = {face.pk: face.index for face in to_update}
+            for face in to_update:
+                face.index = 10_000 + final_index[face.pk] % 10_000
+            Face.objects.bulk_update(to_update, ["index"])
+            for face in to_update:
+                face.index = final_index[face.pk]
+            Face.objects.bulk_update(to_update, FACE_UPDATE_FIELDS)
+        if to_create:
+            Face.objects.bulk_create(to_create)
+
+        counts = {"done": 0, "faces": 0, "no_face": 0, "errors": 0}
+        images = []
+        for o in keep:
+            image = o.image
+            image.status, image.status_reason = o.status, o.reason
+            image.face_count = len(o.faces)
+            image.aligned_at = now
+            images.append(image)
+            counts["done"] += 1
+            counts["faces"] += len(o.faces)
+            counts["no_face"] += o.status == SourceImage.Status.NO_FACE
+            counts["errors"] += o.status == SourceImage.Status.ERROR
+        if images:
+            SourceImage.objects.bulk_update(images, ["status", "status_reason", "face_count", "aligned_at"])
+        AlignmentJob.objects.filter(pk=job_id).update(
+            done=F("done") + counts["done"],
+            faces=F("faces") + counts["faces"],
+            no_face=F("no_face") + counts["no_face"],
+            errors=F("errors") + counts["errors"],
+            heartbeat_at=now,
+        )
+        transaction.on_commit(lambda: _delete_files(files_to_delete))
+
+
+def _finish_if_complete(job_id: int) -> None:
+    """Mark the job done once none of its images is pending any more."""
+    with transaction.atomic():
+        job = AlignmentJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.is_finished:
+            return
+        if SourceImage.objects.filter(alignment_job_id=job_id, status=SourceImage.Status.PENDING).exists():
+            return
+        now = timezone.now()
+        job.status = AlignmentJob.Status.DONE
+        job.finished_at = job.heartbeat_at = now
+        job.started_at = job.started_at or now
+        if job.done < job.total:
+            job.error = (
+                f"{job.total - job.done} of the job's images were deleted or taken over by a later "
+                "alignment job before this one reached them."
+            )
+        job.save(update_fields=["status", "finished_at", "heartbeat_at", "started_at", "error"])
+
+
+def alignment_chunk_process(*, job_id: int, image_ids: list[int]) -> int:
+    """Align the images of one chunk that are still pending for the job; returns how many were
+    processed here. Safe to run again with the same arguments (see the module docstring)."""
+    from curator.faces.pipeline import AlignOptions
+
+    job = AlignmentJob.objects.filter(pk=job_id).first()
+    if job is None or job.is_finished:
+        return 0
+    now = timezone.now()
+    AlignmentJob.objects.filter(pk=job_id, status=AlignmentJob.Status.QUEUED).update(
+        status=AlignmentJob.Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+    options = AlignOptions.from_dict(job.options)
+    images = list(
+        SourceImage.objects.filter(pk__in=image_ids, alignment_job_id=job_id, status=SourceImage.Status.PENDING)
+        .only("id", "dataset_id", "file", "label", "status", "alignment_job_id", "align_attempts")
+        .order_by("id")
+    )
+    processed = 0
+    pending: list[_Outcome] = []
+    last_flush = time.monotonic()
+    for image in images:
+        if image.align_attempts and pending:
+            # This image was being aligned when a worker died: keep the results so far safe
+            # before trying it again, so only the image at fault is ever given up on.
+            _write_outcomes(job_id, pending)
+            processed += len(pending)
+            pending, last_flush = [], time.monotonic()
+        if image.align_attempts >= MAX_ATTEMPTS:
+            pending.append(
+                _Outcome(
+                    image,
+                    SourceImage.Status.ERROR,
+                    f"aligning this image stopped its worker {image.align_attempts} times (out of memory or "
+                    "a crash); it was not tried again",
+                )
+            )
+        else:
+            SourceImage.objects.filter(pk=image.pk).update(align_attempts=F("align_attempts") + 1)
+            pending.append(_align_image(image, job_id, options))
+        if len(pending) >= FLUSH_EVERY_IMAGES or time.monotonic() - last_flush >= FLUSH_EVERY_SECONDS:
+            _write_outcomes(job_id, pending)
+            processed += len(pending)
+            pending, last_flush = [], time.monotonic()
+    if pending:
+        _write_outcomes(job_id, pending)
+        processed += len(pending)
+    _finish_if_complete(job_id)
+    return processed
+
+
+# --- Orphaned jobs ------------------------------------------------------------------------------
 
 
 def alignment_job_check_stale(*, job: AlignmentJob) -> AlignmentJob:
-    """Resume (re-queue unfinished images) or fail a job whose workers stopped reporting."""
-    return job
+    """Resume (re-queue unfinished images) or fail a job whose workers stopped reporting.
+
+    A running job with no heartbeat for CURATOR_JOB_STALE_SECONDS lost its workers (or its
+    messages): its pending images are queued again, up to MAX_RESUMES times; after that the job
+    is failed and its unfinished images are marked as errors with the reason, so they can be
+    aligned again from the dataset page. While another job is progressing the workers are
+    alive, so nothing is done. Queued jobs are left alone: they may be waiting behind other
+    work, and the job page says how long they have waited."""
+    if job.status != AlignmentJob.Status.RUNNING:
+        return job
+    stale_after = timedelta(seconds=settings.CURATOR_JOB_STALE_SECONDS)
+    last_sign = job.heartbeat_at or job.started_at or job.created_at
+    if timezone.now() - last_sign < stale_after:
+        return job
+    if (
+        AlignmentJob.objects.filter(status=AlignmentJob.Status.RUNNING, heartbeat_at__gte=timezone.now() - stale_after)
+        .exclude(pk=job.pk)
+        .exists()
+    ):
+        # Workers are alive and busy with another job: this one's chunks are waiting in the
+        # queue behind it (a chunk lost with its worker comes back after the broker's
+        # visibility timeout), so re-queueing now would only duplicate work.
+        return job
+    with transaction.atomic():
+        locked = AlignmentJob.objects.select_for_update().get(pk=job.pk)
+        last_sign = locked.heartbeat_at or locked.started_at or locked.created_at
+        now = timezone.now()
+        if locked.status != AlignmentJob.Status.RUNNING or now - last_sign < stale_after:
+            return locked  # someone else resumed it, or it came back to life
+        pending = SourceImage.objects.filter(alignment_job=locked, status=SourceImage.Status.PENDING)
+        pending_ids = list(pending.order_by("id").values_list("id", flat=True))
+        if not pending_ids:
+            transaction.on_commit(lambda: _finish_if_complete(locked.pk))
+            return locked
+        if locked.resumed_count >= MAX_RESUMES:
+            reason = (
+                f"alignment job {locked.pk} failed: its workers stopped reporting "
+                f"{MAX_RESUMES + 1} times; align this image again from the dataset page"
+            )
+            pending.update(status=SourceImage.Status.ERROR, status_reason=reason, aligned_at=now)
+            locked.status = AlignmentJob.Status.FAILED
+            locked.errors = F("errors") + len(pending_ids)
+            locked.done = F("done") + len(pending_ids)
+            locked.finished_at = now
+            locked.error = (
+                f"No worker reported for {settings.CURATOR_JOB_STALE_SECONDS} s after {MAX_RESUMES} "
+                f"resumes; the {len(pending_ids)} unfinished images were marked as errors."
+            )
+            locked.save(update_fields=["status", "errors", "done", "finished_at", "error"])
+            logger.warning("alignment job %s failed: no heartbeat", locked.pk)
+        else:
+            locked.resumed_count = F("resumed_count") + 1
+            # The resume itself counts as a sign of life, so it is not resumed again at once.
+            locked.heartbeat_at = now
+            locked.save(update_fields=["resumed_count", "heartbeat_at"])
+            logger.warning("alignment job %s resumed: %d images re-queued", locked.pk, len(pending_ids))
+            transaction.on_commit(lambda: _queue_chunks(locked.pk, pending_ids))
+    locked.refresh_from_db()
+    return locked
+
+
+def alignment_jobs_resume_orphaned() -> int:
+    """Check every running job (called when a worker starts, so a restarted cluster picks up
+    orphaned jobs); returns how many were resumed or failed."""
+    changed = 0
+    for job in AlignmentJob.objects.filter(status=AlignmentJob.Status.RUNNING).order_by("id"):
+        try:
+            after = alignment_job_check_stale(job=job)
+        except DatabaseError:
+            logger.exception("could not check alignment job %s", job.pk)
+            continue
+        changed += after.resumed_count != job.resumed_count or after.status != job.status
+    return changed

@@ -1,0 +1,332 @@
+"""Latency and throughput of POST /api/v1/predict against the server as it runs in production.
+
+    .venv/bin/python bench/serve.py [--architecture cnn] [--workers 4] [--upsample 0]
+                                    [--requests 200] [--seconds 60] [--clients 8]
+
+Creates its own PostgreSQL database (BENCH_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/curator_bench_serve, dropped and re-created) and MEDIA_ROOT (a
+temporary folder), migrates, loads the 41 fixture faces, trains a model on them through the
+training service (one epoch: the figures measure serving, not accuracy) and activates it. Then it
+starts gunicorn as in production (`gunicorn curator.wsgi`, several sync workers, DEBUG=0, a
+SECRET_KEY, CURATOR_SSL_REDIRECT=0 and CURATOR_SECURE_COOKIES=0 because it talks plain HTTP on
+localhost), warms every worker, and measures with a 640x480 JPEG holding one face:
+
+- latency: one client, `--requests` sequential requests, p50 and p95 in ms (wall clock at the
+  client, connection set-up included);
+- throughput: `--clients` concurrent clients for `--seconds` seconds, requests per second, and the
+  error count (any answer but 200 with one face, or a failed connection) over both phases.
+
+Goals on the 2-core machine: p50 < 60 ms, >= 20 requests/s with 8 clients, zero errors.
+The last line is JSON: {"p50_ms": .., "p95_ms": .., "rps_8": .., "errors": ..}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+FIXTURES = ROOT / "tests" / "fixtures" / "faces"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/curator_bench_serve"
+
+
+def production_env(database_url: str, media_root: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        MEDIA_ROOT=media_root,
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        CURATOR_SSL_REDIRECT="0",
+        CURATOR_SECURE_COOKIES="0",
+        CURATOR_REDIS_PREFIX=f"bench-serve-{os.getpid()}:",
+        DJANGO_SETTINGS_MODULE="curator.settings",
+        PYTHONUNBUFFERED="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    return env
+
+
+def recreate_database(url: str) -> None:
+    import dj_database_url
+    import psycopg
+
+    cfg = dj_database_url.parse(url)
+    if "postgresql" not in cfg["ENGINE"]:
+        raise SystemExit("bench/serve.py runs on PostgreSQL: set BENCH_DATABASE_URL to a postgres:// URL.")
+    conninfo = dict(
+        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres", dbname="postgres"
+    )
+    if cfg["PASSWORD"]:
+        conninfo["password"] = cfg["PASSWORD"]
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{cfg["NAME"]}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
+
+
+def drop_database(url: str) -> None:
+    import dj_database_url
+    import psycopg
+
+    cfg = dj_database_url.parse(url)
+    conninfo = dict(
+        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres", dbname="postgres"
+    )
+    if cfg["PASSWORD"]:
+        conninfo["password"] = cfg["PASSWORD"]
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{cfg["NAME"]}" WITH (FORCE)')
+
+
+def setup_data(architecture: str, upsample: int) -> tuple[str, int]:
+    """Migrate, load the fixture faces, train and activate a model; returns (token, version id)."""
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import Group, User
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from curator.services.datasets import dataset_create
+    from tests.training.factories import add_faces, fixture_face_rows
+    from training.services import model_version_activate, training_job_create, training_job_run
+
+    user = User.objects.create_user("bench-alice", password=secrets.token_urlsafe(16))
+    user.groups.add(Group.objects.get_or_create(name="curators")[0])
+    # Faces in 640x480 photos are large: the dataset detects at the original scale (upsample 0),
+    # a per-dataset setting the predict API follows exactly as alignment does.
+    dataset = dataset_create(
+        user=user, name="bench-serve", classes=["female", "male"], upsample=upsample, min_faces_per_class=5
+    )
+    add_faces(dataset, fixture_face_rows(FIXTURES))
+    started = time.monotonic()
+    job = training_job_create(
+        dataset=dataset, user=user, architecture=architecture, config={"epochs": 1}, enqueue=False
+    )
+    job = training_job_run(job_id=job.pk)
+    if job.status != "succeeded":
+        raise SystemExit(f"training failed: {job.error}\n{job.log}")
+    version = model_version_activate(model_version=job.model_version)
+    print(f"trained {architecture} v{version.number} in {time.monotonic() - started:.1f} s", flush=True)
+    token = Token.objects.create(user=user).key
+    from django.db import connections
+
+    connections.close_all()
+    return token, version.pk
+
+
+def photo_640x480() -> bytes:
+    """A 640x480 JPEG with one face: an LFW photo scaled to 480 px high, centred on a grey field."""
+    from PIL import Image
+
+    path = sorted((FIXTURES / "lfw" / "female").glob("*.jpg"))[0]
+    with Image.open(path) as face:
+        face = face.convert("RGB").resize((480, 480), Image.LANCZOS)
+    canvas = Image.new("RGB", (640, 480), (118, 120, 116))
+    canvas.paste(face, (80, 0))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    def __init__(self, port: int, token: str, body: bytes):
+        self.port, self.body = port, body
+        self.headers = {"Authorization": f"Token {token}", "Content-Type": "image/jpeg"}
+        self.server_timings: list[dict] = []
+
+    def predict(self) -> tuple[bool, float, str]:
+        started = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            conn.request("POST", "/api/v1/predict", body=self.body, headers=self.headers)
+            response = conn.getresponse()
+            data = response.read()
+            conn.close()
+        except OSError as exc:
+            return False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+        elapsed = time.perf_counter() - started
+        if response.status != 200:
+            return False, elapsed, f"HTTP {response.status}: {data[:200]!r}"
+        body = json.loads(data)
+        faces = body["faces"]
+        self.server_timings.append(body["timings_ms"])
+        if len(faces) != 1:
+            return False, elapsed, f"{len(faces)} faces instead of 1"
+        return True, elapsed, ""
+
+
+def wait_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("gunicorn exited early")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start listening")
+
+
+def concurrent(client: Client, clients: int, seconds: float) -> tuple[int, list[str], list[float]]:
+    ok = 0
+    errors: list[str] = []
+    times: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def run() -> None:
+        nonlocal ok
+        while time.monotonic() < stop_at:
+            good, elapsed, error = client.predict()
+            with lock:
+                if good:
+                    ok += 1
+                    times.append(elapsed)
+                else:
+                    errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return ok, errors, times
+
+
+def warm(client: Client, workers: int) -> None:
+    """Every worker loads TensorFlow, the model and dlib's files on its first request: keep
+    sending concurrent rounds until a round is fast everywhere."""
+    for round_number in range(12):
+        ok, errors, times = concurrent(client, max(workers * 2, 8), 3.0)
+        slowest = max(times) if times else float("inf")
+        print(
+            f"warm-up round {round_number + 1}: {ok} ok, {len(errors)} errors, slowest {slowest * 1000:.0f} ms",
+            flush=True,
+        )
+        if errors:
+            print("  e.g. " + errors[0], flush=True)
+        if not errors and slowest < 1.0:
+            return
+    raise SystemExit("the server did not warm up")
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--architecture", default="cnn", choices=["cnn", "embedding", "seed-cnn"])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--upsample", type=int, default=0)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="keep the database and media folder")
+    args = parser.parse_args()
+
+    database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    media_root = tempfile.mkdtemp(prefix="curator-bench-serve-")
+    env = production_env(database_url, media_root)
+    os.environ.update(env)
+    recreate_database(database_url)
+    server = None
+    try:
+        token, version_id = setup_data(args.architecture, args.upsample)
+        port = free_port()
+        command = [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            "curator.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ]
+        print("starting: " + " ".join(command[1:]), flush=True)
+        server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+        wait_ready(port, server)
+        client = Client(port, token, photo_640x480())
+        warm(client, args.workers)
+
+        latencies: list[float] = []
+        errors: list[str] = []
+        for _ in range(args.requests):
+            good, elapsed, error = client.predict()
+            if good:
+                latencies.append(elapsed)
+            else:
+                errors.append(error)
+        p50, p95 = pct(latencies, 0.5) * 1000, pct(latencies, 0.95) * 1000
+        recent = client.server_timings[-len(latencies) :]
+        parts = {k: statistics.median(t[k] for t in recent) for k in recent[0]} if recent else {}
+        print("server time per request (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+        print(
+            f"one client, {args.requests} requests: p50 {p50:.1f} ms, p95 {p95:.1f} ms, {len(errors)} errors",
+            flush=True,
+        )
+
+        ok, more_errors, times = concurrent(client, args.clients, args.seconds)
+        errors += more_errors
+        rps = ok / args.seconds
+        print(
+            f"{args.clients} clients for {args.seconds:.0f} s: {ok} ok, {rps:.1f} requests/s, "
+            f"p50 {statistics.median(times) * 1000:.0f} ms, {len(more_errors)} errors",
+            flush=True,
+        )
+        for error in errors[:5]:
+            print("error: " + error, flush=True)
+        print(
+            f"model v{version_id} {args.architecture}, {args.workers} gunicorn workers, upsample {args.upsample}",
+            flush=True,
+        )
+        print(
+            json.dumps(
+                {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "rps_8": round(rps, 1), "errors": len(errors)}
+            )
+        )
+    finally:
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+        if not args.keep:
+            from django.db import connections
+
+            connections.close_all()
+            drop_database(database_url)
+            shutil.rmtree(media_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Review pages: the queue of faces a model version (or an out-of-fold run) disputes, the
+active-learning queue of unlabelled faces, starting out-of-fold runs and one-click retraining.
+Views parse, check the role, call labeling.review / training services and render; JSON answers
+are for the queue's keyboard script."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from curator.models import Dataset, Face
+from curator.permissions import can_annotate, can_curate, get_dataset_for
+from labeling import review, services
+from labeling.keys import class_keys_for
+from labeling.models import ReviewDecision
+from training.models import JobStatus, ModelVersion, OutOfFoldRun, TrainingJob
+
+
+def _error(message: str, status: int = HTTPStatus.BAD_REQUEST, **extra) -> JsonResponse:
+    return JsonResponse({"ok": False, "error": message, **extra}, status=status)
+
+
+def _body(request: HttpRequest) -> dict:
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise services.InvalidChange("The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise services.InvalidChange("The request body must be a JSON object.")
+        return data
+    return request.POST.dict()
+
+
+def _int(data: dict, name: str, *, required: bool = True) -> int | None:
+    raw = data.get(name)
+    if raw in (None, ""):
+        if required:
+            raise services.InvalidChange(f"`{name}` is missing.")
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise services.InvalidChange(f"`{name}` must be a whole number, not “{raw}”.") from None
+
+
+def _version(dataset: Dataset, version_id: int) -> ModelVersion:
+    return get_object_or_404(ModelVersion, dataset=dataset, pk=version_id)
+
+
+def _run(dataset: Dataset, run_id: int) -> OutOfFoldRun:
+    return get_object_or_404(OutOfFoldRun, dataset=dataset, pk=run_id)
+
+
+def _face_state(face: Face) -> dict:
+    return {
+        "id": face.pk,
+        "version": face.version,
+        "label": face.label,
+        "is_unsure": face.is_unsure,
+        "is_excluded": face.is_excluded,
+    }
+
+
+# --- Index ----------------------------------------------------------------------------------------
+
+
+@require_GET
+def index(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    from training.out_of_fold import out_of_fold_run_check_stale
+
+    dataset = get_dataset_for(request.user, dataset_id)
+    versions = []
+    for version in ModelVersion.objects.filter(dataset=dataset).order_by("-number"):
+        versions.append(
+            {
+                "version": version,
+                "disputed": review.disagreement_queue(model_version=version).count(),
+                "unlabelled": review.active_learning_queue(model_version=version).count(),
+                "reviewed": ReviewDecision.objects.filter(model_version=version).count(),
+            }
+        )
+    runs = []
+    for run in OutOfFoldRun.objects.filter(dataset=dataset).order_by("-created_at")[:10]:
+        run = out_of_fold_run_check_stale(run=run)
+        runs.append(
+            {
+                "run": run,
+                "remaining": review.out_of_fold_queue(run=run).count() if run.status == JobStatus.SUCCEEDED else None,
+            }
+        )
+    return render(
+        request,
+        "labeling/review_index.html",
+        {
+            "dataset": dataset,
+            "versions": versions,
+            "runs": runs,
+            "can_curate": can_curate(request.user, dataset),
+            "rankings": review.RANKINGS,
+        },
+    )
+
+
+# --- The dispute queue ------------------------------------------------------------------------------
+
+
+def _queue_context(request: HttpRequest, dataset: Dataset, *, version=None, run=None) -> dict:
+    items = review.queue_items(model_version=version, run=run)
+    return {
+        "dataset": dataset,
+        "version": version,
+        "run": run,
+        "ranking": review.OUT_OF_FOLD if run else review.DISAGREEMENT,
+        "ranking_text": review.RANKINGS[review.OUT_OF_FOLD if run else review.DISAGREEMENT],
+        "items": items,
+        "progress": review.review_progress(model_version=version, run=run),
+        "class_index": {name: i for i, name in enumerate(dataset.classes)},
+        "can_curate": can_curate(request.user, dataset),
+        "decide_url": reverse("review:decide", args=[dataset.pk]),
+        "undo_url": reverse("review:undo", args=[dataset.pk]),
+        "comparison": _comparison(version) if version is not None else None,
+    }
+
+
+@require_GET
+def version_queue(request: HttpRequest, dataset_id: int, version_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id)
+    version = _version(dataset, version_id)
+    return render(request, "labeling/review_queue.html", _queue_context(request, dataset, version=version))
+
+
+@require_GET
+def run_queue(request: HttpRequest, dataset_id: int, run_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id)
+    run = _run(dataset, run_id)
+    if run.status != JobStatus.SUCCEEDED:
+        messages.error(
+            request, f"Out-of-fold run {run.pk} is {run.get_status_display().lower()}; its queue is not ready."
+        )
+        return redirect("review:index", dataset_id=dataset.pk)
+    return render(request, "labeling/review_queue.html", _queue_context(request, dataset, run=run))
+
+
+def _queue_target(dataset: Dataset, data: dict) -> tuple[ModelVersion | None, OutOfFoldRun | None]:
+    version_id, run_id = _int(data, "model_version", required=False), _int(data, "run", required=False)
+    if (version_id is None) == (run_id is None):
+        raise services.InvalidChange("Give either `model_version` or `run`.")
+    if version_id is not None:
+        version = ModelVersion.objects.filter(dataset=dataset, pk=version_id).first()
+        if version is None:
+            raise Http404("No such model version of this dataset.")
+        return version, None
+    run = OutOfFoldRun.objects.filter(dataset=dataset, pk=run_id).first()
+    if run is None:
+        raise Http404("No such out-of-fold run of this dataset.")
+    return None, run
+
+
+@require_POST
+def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
+    dataset = get_dataset_for(request.user, dataset_id)
+    if not can_annotate(request.user, dataset):
+        raise PermissionDenied("Only people on this dataset may review it.")
+    try:
+        data = _body(request)
+        version, run = _queue_target(dataset, data)
+        decision = str(data.get("decision") or "")
+        decision = review.DECISION_KEYS.get(decision, decision)
+        record = review.review_decide(
+            user=request.user,
+            dataset=dataset,
+            face_id=_int(data, "face"),
+            decision=decision,
+            model_version=version,
+            run=run,
+            expected_version=_int(data, "version", required=False),
+        )
+    except services.StaleFace as exc:
+        return _error(exc.message, HTTPStatus.CONFLICT, current=exc.current)
+    except services.LabelingError as exc:
+        return _error(exc.message)
+    face = Face.objects.get(pk=record.face_id)
+    return JsonResponse(
+        {
+            "ok": True,
+            "decision": record.decision,
+            "decision_label": record.get_decision_display(),
+            "face": _face_state(face),
+            "progress": review.review_progress(model_version=version, run=run),
+        }
+    )
+
+
+@require_POST
+def undo(request: HttpRequest, dataset_id: int) -> JsonResponse:
+    dataset = get_dataset_for(request.user, dataset_id)
+    try:
+        version, run = _queue_target(dataset, _body(request))
+        record = review.review_undo_last(user=request.user, dataset=dataset, model_version=version, run=run)
+    except services.LabelingError as exc:
+        return _error(exc.message)
+    face = Face.objects.get(pk=record.face_id)
+    return JsonResponse(
+        {
+            "ok": True,
+            "face": _face_state(face),
+            "undone": record.decision,
+            "progress": review.review_progress(model_version=version, run=run),
+        }
+    )
+
+
+# --- Active learning ----------------------------------------------------------------------------------
+
+
+@require_GET
+def active_queue(request: HttpRequest, dataset_id: int, version_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id)
+    version = _version(dataset, version_id)
+    keys = class_keys_for(dataset)
+    return render(
+        request,
+        "labeling/review_active.html",
+        {
+            "dataset": dataset,
+            "version": version,
+            "items": review.active_items(model_version=version),
+            "remaining": review.active_learning_queue(model_version=version).count(),
+            "keys": keys,
+            "keys_json": json.dumps(keys),
+            "class_index": {name: i for i, name in enumerate(dataset.classes)},
+        },
+    )
+
+
+# --- Out-of-fold runs -----------------------------------------------------------------------------------
+
+
+@require_POST
+def run_start(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    from training.out_of_fold import OutOfFoldError, out_of_fold_run_start
+
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    try:
+        run = out_of_fold_run_start(user=request.user, dataset=dataset, folds=request.POST.get("folds") or 5)
+    except OutOfFoldError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Out-of-fold run {run.pk} queued ({run.folds} folds of the embedding model).")
+    return redirect("review:index", dataset_id=dataset.pk)
+
+
+@require_GET
+def run_status(request: HttpRequest, dataset_id: int, run_id: int) -> JsonResponse:
+    from training.out_of_fold import out_of_fold_run_check_stale
+
+    dataset = get_dataset_for(request.user, dataset_id)
+    run = out_of_fold_run_check_stale(run=_run(dataset, run_id))
+    return JsonResponse(
+        {
+            "id": run.pk,
+            "status": run.status,
+            "progress": run.progress,
+            "error": run.error,
+            "finished": run.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
+        }
+    )
+
+
+# --- Retrain with the same config --------------------------------------------------------------------
+
+
+def _comparison(version: ModelVersion) -> dict:
+    """The latest retrain of this version and, once it finished, both evaluations side by side."""
+    job = TrainingJob.objects.filter(retrain_of=version).order_by("-created_at").first()
+    new_version = ModelVersion.objects.filter(job=job).first() if job else None
+    rows = []
+    if new_version is not None:
+        for key, name in (
+            ("accuracy", "Test accuracy"),
+            ("balanced_accuracy", "Balanced accuracy"),
+            ("roc_auc", "ROC AUC"),
+            ("ece", "Calibration error (ECE)"),
+            ("n_test", "Test faces"),
+        ):
+            before, after = _metric(version, key), _metric(new_version, key)
+            if before is not None or after is not None:
+                rows.append({"name": name, "before": before, "after": after})
+    return {"job": job, "job_url": _job_url(job), "new_version": new_version, "rows": rows}
+
+
+def _job_url(job: TrainingJob | None) -> str:
+    """The training job page, when the training app has one under this name."""
+    if job is None:
+        return ""
+    try:
+        return reverse("training:job_detail", args=[job.dataset_id, job.pk])
+    except NoReverseMatch:
+        try:
+            return reverse("training:job_detail", args=[job.pk])
+        except NoReverseMatch:
+            return ""
+
+
+def _metric(version: ModelVersion, key: str):
+    metrics = version.metrics or {}
+    value = metrics.get(key)
+    if value is None and isinstance(metrics.get("test"), dict):
+        value = metrics["test"].get(key)
+    return value
+
+
+@require_POST
+def retrain(request: HttpRequest, dataset_id: int, version_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    version = _version(dataset, version_id)
+    try:
+        job = _retrain_start(user=request.user, version=version)
+    except ValueError as exc:  # the training service's refusals (too few faces, bad config, ...)
+        messages.error(request, f"Not retrained: {exc}")
+    else:
+        messages.success(request, f"Retraining v{version.number} with the same settings as training job {job.pk}.")
+    return redirect("review:version_queue", dataset_id=dataset.pk, version_id=version.pk)
+
+
+def _retrain_start(*, user, version: ModelVersion) -> TrainingJob:
+    """A new training job with exactly the configuration of the version's job (same architecture,
+    seed and hyper-parameters) on the dataset's labels as they are now."""
+    from training import services as training_services
+    from training.config import DEFAULTS
+
+    source = version.job.config if version.job_id and version.job else version.config
+    config = {k: v for k, v in (source or {}).items() if k in DEFAULTS.get(version.architecture, {})}
+    return training_services.training_job_create(
+        dataset=version.dataset, user=user, architecture=version.architecture, config=config, retrain_of=version
+    )

@@ -1,0 +1,70 @@
+"""Admin for training, and the "Train a model" action on datasets (attached to DatasetAdmin in
+curator/admin.py), which asks for the architecture and settings on a small intermediate form."""
+
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+
+from curator.permissions import can_curate
+from training import services
+from training.config import ConfigError
+from training.data import TrainingDataError
+from training.forms import TrainingJobForm
+from training.models import ModelVersion, Prediction, TrainingJob
+
+
+@admin.action(description="Train a model on the selected datasets")
+def train_on_dataset(modeladmin, request, queryset):
+    datasets = list(queryset)
+    refused = [ds.name for ds in datasets if not can_curate(request.user, ds)]
+    if refused:
+        modeladmin.message_user(
+            request, f"Only curators may train; you do not curate {', '.join(refused)}.", messages.ERROR
+        )
+        return None
+    form = TrainingJobForm(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        for ds in datasets:
+            try:
+                job = services.training_job_create(
+                    dataset=ds,
+                    user=request.user,
+                    architecture=form.cleaned_data["architecture"],
+                    config=form.cleaned_data["overrides"],
+                    keep_best_on_cancel=form.cleaned_data["keep_best_on_cancel"],
+                )
+            except (TrainingDataError, ConfigError) as exc:
+                modeladmin.message_user(request, f"{ds.name}: not queued. {exc}", messages.ERROR)
+            else:
+                modeladmin.message_user(request, f"{ds.name}: training job {job.pk} queued.", messages.SUCCESS)
+        return None
+    return TemplateResponse(
+        request,
+        "training/admin_train.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "form": form,
+            "datasets": datasets,
+            "action": "train_on_dataset",
+        },
+    )
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "architecture", "status", "epoch", "epochs", "created_by", "created_at"]
+    list_filter = ["status", "architecture"]
+    readonly_fields = ["history", "log", "timings", "heartbeat_at", "started_at", "finished_at"]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "number", "architecture", "is_active", "created_at"]
+    list_filter = ["architecture", "is_active"]
+    readonly_fields = ["metrics", "config", "classes", "artifact", "snapshot"]
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["id", "face", "model_version", "predicted_label", "confidence", "disagrees"]
+    list_filter = ["disagrees"]
+    raw_id_fields = ["face", "model_version"]

@@ -1,0 +1,133 @@
+"""Training configuration: the defaults of each architecture and the allowed range of every value.
+
+Pure Python (no TensorFlow) so the web process can validate a job's form before queueing it."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from training.models import Architecture
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+PARAMS: dict[str, Param] = {
+    "epochs": Param(int, 1, 500, help="Maximum number of epochs (early stopping may end sooner)."),
+    "batch_size": Param(int, 2, 1024, help="Faces per batch."),
+    "learning_rate": Param(float, 1e-6, 1.0, help="Initial learning rate of Adam."),
+    "lr_schedule": Param(
+        str, choices=("cosine", "plateau", "constant"), help="Cosine decay, halve on plateau, or constant."
+    ),
+    "patience": Param(int, 1, 100, help="Epochs without a better validation loss before stopping."),
+    "input_size": Param(int, 32, 256, help="Side in pixels the crops are resized to (CNN models)."),
+    "dropout": Param(float, 0.0, 0.9, help="Dropout before the classifier."),
+    "weight_decay": Param(float, 0.0, 0.1, help="AdamW weight decay (0 for plain Adam)."),
+    "hidden_units": Param(int, 0, 2048, help="Hidden units of the embedding model's dense head (0 for none)."),
+    "seed": Param(int, 0, 2**31 - 1, help="Seed for the split, the weights and the shuffling."),
+    "class_weights": Param(bool, help="Weight classes inversely to their frequency."),
+    "augment": Param(bool, help="Random flips, rotations, zooms and shifts while training (CNN models)."),
+}
+
+COMMON = {
+    "seed": 0,
+    "class_weights": True,
+    "lr_schedule": "plateau",
+}
+
+# Per-architecture defaults; a key absent here does not apply to that architecture.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    Architecture.SEED_CNN: {
+        **COMMON,
+        "epochs": 30,
+        "batch_size": 32,
+        "learning_rate": 1e-3,
+        "patience": 5,
+        "input_size": 150,
+        "dropout": 0.2,
+        "augment": True,
+    },
+    Architecture.CNN: {
+        **COMMON,
+        "epochs": 30,
+        "batch_size": 64,
+        "learning_rate": 3e-3,
+        "lr_schedule": "cosine",
+        "patience": 8,
+        "input_size": 96,
+        "dropout": 0.3,
+        "weight_decay": 1e-4,
+        "augment": True,
+    },
+    Architecture.EMBEDDING: {
+        **COMMON,
+        "epochs": 150,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
+        "patience": 15,
+        "hidden_units": 128,
+        "dropout": 0.3,
+        "weight_decay": 1e-4,
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown or out of range; `errors` maps the key to the message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{key}: {message}" for key, message in errors.items()))
+
+
+def _coerce(key: str, param: Param, value: Any) -> Any:
+    if param.kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
+            return value.lower() in {"1", "true", "yes", "on"}
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError("must be true or false")
+    if param.kind is str:
+        value = str(value)
+        if param.choices and value not in param.choices:
+            raise ValueError(f"must be one of {', '.join(param.choices)}")
+        return value
+    try:
+        number = param.kind(value)
+        if param.kind is int and isinstance(value, float) and value != int(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"must be {'an integer' if param.kind is int else 'a number'}") from None
+    if (param.low is not None and number < param.low) or (param.high is not None and number > param.high):
+        raise ValueError(f"must be between {param.low:g} and {param.high:g}")
+    return number
+
+
+def config_build(architecture: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full configuration of a job: the architecture's defaults updated with `overrides`,
+    every value checked. Raises ConfigError listing every bad value."""
+    if architecture not in DEFAULTS:
+        raise ConfigError({"architecture": f"unknown architecture {architecture!r}"})
+    config = dict(DEFAULTS[architecture])
+    errors: dict[str, str] = {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        param = PARAMS.get(key)
+        if param is None or key not in config:
+            errors[key] = f"not a setting of the {architecture} model"
+            continue
+        try:
+            config[key] = _coerce(key, param, value)
+        except ValueError as exc:
+            errors[key] = str(exc)
+    if errors:
+        raise ConfigError(errors)
+    return config

@@ -1,0 +1,134 @@
+"""Training reads: the jobs and versions a user may see, a job's progress, and the comparison of
+two versions."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from curator.models import Dataset
+from curator.permissions import visible_datasets
+from training.models import JobStatus, ModelVersion, Prediction, TrainingJob
+
+PHASE_NAMES = {
+    "queued": "Waiting for the training worker",
+    "checking data": "Checking the faces and crop files",
+    "computing descriptors": "Computing dlib face descriptors",
+    "reading crops": "Reading the crops",
+    "loading TensorFlow": "Loading TensorFlow",
+    "training": "Training",
+    "saving": "Saving the model",
+    "predicting": "Predicting every face",
+    "evaluating": "Evaluating on the test split",
+}
+
+
+def job_for(user: AbstractBaseUser, job_id: int) -> TrainingJob:
+    """A job of a dataset the user may see; 404 otherwise (ids are not confirmed to exist)."""
+    return get_object_or_404(
+        TrainingJob.objects.select_related("dataset", "created_by").filter(dataset__in=visible_datasets(user)),
+        pk=job_id,
+    )
+
+
+def version_for(user: AbstractBaseUser, version_id: int) -> ModelVersion:
+    return get_object_or_404(
+        ModelVersion.objects.select_related("dataset", "job").filter(dataset__in=visible_datasets(user)),
+        pk=version_id,
+    )
+
+
+def dataset_jobs(*, dataset: Dataset) -> QuerySet[TrainingJob]:
+    return TrainingJob.objects.filter(dataset=dataset).select_related("created_by").order_by("-created_at")
+
+
+def dataset_versions(*, dataset: Dataset) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(dataset=dataset).order_by("-number")
+
+
+def queue_position(*, job: TrainingJob) -> int:
+    """How many jobs (of any dataset) run or wait before this queued one."""
+    if job.status != JobStatus.QUEUED:
+        return 0
+    return (
+        TrainingJob.objects.filter(status=JobStatus.RUNNING).count()
+        + TrainingJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=job.created_at).count()
+    )
+
+
+def job_progress(*, job: TrainingJob) -> dict:
+    finished = job.status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    epochs = max(job.epochs, 1)
+    batches = max(job.batches_per_epoch, 1)
+    if job.phase == "training" or (job.history and not finished):
+        done_epochs = max(job.epoch - 1, 0) + min(job.batch, batches) / batches
+        percent = 100.0 * min(done_epochs / epochs, 1.0)
+    elif job.status == JobStatus.SUCCEEDED:
+        percent = 100.0
+    else:
+        percent = 100.0 * len(job.history) / epochs if job.history else 0.0
+    last = job.history[-1] if job.history else {}
+    version = ModelVersion.objects.filter(job=job).only("pk", "number").first()
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "status_display": job.get_status_display(),
+        "phase": job.phase,
+        "phase_display": PHASE_NAMES.get(job.phase, job.phase.capitalize()),
+        "phase_done": job.phase_done,
+        "phase_total": job.phase_total,
+        "epoch": job.epoch,
+        "epochs": job.epochs,
+        "batch": job.batch,
+        "batches_per_epoch": job.batches_per_epoch,
+        "percent": round(percent, 1),
+        "last_epoch": last,
+        "history": job.history,
+        "cancel_requested": job.cancel_requested,
+        "finished": finished,
+        "error": job.error,
+        "timings": job.timings,
+        "queue_position": queue_position(job=job),
+        "model_version": version.pk if version else None,
+        "model_version_number": version.number if version else None,
+    }
+
+
+def versions_compare(*, a: ModelVersion, b: ModelVersion, limit: int = 300) -> dict:
+    """The two versions' metrics side by side, and the faces on which their predictions differ."""
+    pa = dict(Prediction.objects.filter(model_version=a).values_list("face_id", "predicted_label"))
+    pb = dict(Prediction.objects.filter(model_version=b).values_list("face_id", "predicted_label"))
+    common = pa.keys() & pb.keys()
+    differ_ids = sorted(fid for fid in common if pa[fid] != pb[fid])
+    from curator.models import Face
+
+    faces = Face.objects.filter(pk__in=differ_ids[:limit]).order_by("id")
+    rows = [{"face": f, "a": pa[f.pk], "b": pb[f.pk], "label": f.label} for f in faces]
+    return {
+        "common": len(common),
+        "differ": len(differ_ids),
+        "rows": rows,
+        "shown": len(rows),
+        "a_right_on_shown": sum(1 for r in rows if r["label"] and r["label"] == r["a"]),
+        "b_right_on_shown": sum(1 for r in rows if r["label"] and r["label"] == r["b"]),
+        "metric_rows": _metric_rows(a, b),
+    }
+
+
+def _metric_rows(a: ModelVersion, b: ModelVersion) -> list[dict]:
+    rows = []
+    for key, name in (
+        ("accuracy", "Test accuracy"),
+        ("balanced_accuracy", "Balanced accuracy"),
+        ("macro_f1", "Macro F1"),
+        ("roc_auc", "ROC AUC"),
+        ("ece", "Calibration error (ECE)"),
+        ("n_test", "Test faces"),
+        ("train_seconds", "Training seconds"),
+        ("best_epoch", "Best epoch"),
+    ):
+        rows.append({"name": name, "a": a.metrics.get(key), "b": b.metrics.get(key)})
+    for kind in sorted(set(a.metrics.get("bias", {})) | set(b.metrics.get("bias", {}))):
+        ga = a.metrics.get("bias", {}).get(kind, {}).get("gap")
+        gb = b.metrics.get("bias", {}).get(kind, {}).get("gap")
+        rows.append({"name": f"Accuracy gap across {kind.replace('_', ' ')}", "a": ga, "b": gb})
+    return rows

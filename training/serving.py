@@ -1,0 +1,469 @@
+"""Serving trained models: any photo -> faces (detected and aligned exactly as in the dataset
+pipeline) -> per-class probabilities of a model version.
+
+Web processes load a model version once and keep it warm in a per-process cache; TensorFlow is
+imported lazily by `training.inference` the first time a model is needed, never at start-up.
+Single-image inference runs the model's forward pass compiled once as a tf.function (see
+`ServedModel`), never `model.predict`, which costs ~50 ms of set-up per call on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from curator.images import ImageRejected, decode
+from curator.models import Dataset, Face, SourceImage
+from curator.permissions import can_curate, visible_datasets
+from training.models import ModelVersion, Prediction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from training.inference import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+
+class PredictError(Exception):
+    """A request we cannot answer; `status` is the HTTP status, str() the message shown."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "bad_request"):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass
+class FacePrediction:
+    index: int
+    box: tuple[int, int, int, int]  # left, top, right, bottom in original pixels
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    detector_score: float | None
+    crop: np.ndarray | None = field(default=None, repr=False)
+
+    def as_json(self) -> dict:
+        left, top, right, bottom = self.box
+        return {
+            "index": self.index,
+            "box": {"left": left, "top": top, "right": right, "bottom": bottom},
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "detector_score": None if self.detector_score is None else round(float(self.detector_score), 4),
+        }
+
+
+@dataclass
+class PredictResult:
+    model_version: ModelVersion
+    width: int
+    height: int
+    faces: list[FacePrediction]
+    timings: dict[str, float]
+    info: object = field(default=None, repr=False)  # curator.images.ImageInfo of the photo
+    aligned: list = field(default_factory=list, repr=False)  # the pipeline's AlignedFace objects
+
+    def as_json(self) -> dict:
+        mv = self.model_version
+        return {
+            "model_version": {
+                "id": mv.pk,
+                "number": mv.number,
+                "dataset": mv.dataset_id,
+                "architecture": mv.architecture,
+                "classes": list(mv.classes),
+                "is_active": mv.is_active,
+            },
+            "image": {"width": self.width, "height": self.height},
+            "faces": [face.as_json() for face in self.faces],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+
+
+# --- Choosing the model version -------------------------------------------------------------------
+
+
+def model_version_for(
+    *, user: AbstractBaseUser, dataset_id: int | None = None, model_version_id: int | None = None
+) -> ModelVersion:
+    """The version a prediction uses: the chosen one, or the active one of the chosen dataset, or
+    (with neither given) the active one of the only visible dataset that has one.
+
+    Annotators may use active versions only; curators may also try inactive versions of their
+    datasets (to judge a candidate before activating it). Ids of versions or datasets the user
+    cannot see answer 404, so they are not confirmed to exist."""
+    datasets = visible_datasets(user)
+    if model_version_id is not None:
+        version = (
+            ModelVersion.objects.select_related("dataset").filter(pk=model_version_id, dataset__in=datasets).first()
+        )
+        if version is None:
+            raise PredictError(f"No model version {model_version_id} that you can see.", status=404, code="not_found")
+        if dataset_id is not None and version.dataset_id != dataset_id:
+            raise PredictError(
+                f"Model version {model_version_id} does not belong to dataset {dataset_id}.",
+                status=400,
+                code="version_dataset_mismatch",
+            )
+        if not version.is_active and not can_curate(user, version.dataset):
+            raise PredictError(
+                f"Model version v{version.number} of “{version.dataset.name}” is not active; only curators "
+                "may predict with inactive versions.",
+                status=409,
+                code="inactive_version",
+            )
+        return version
+    if dataset_id is not None:
+        dataset = datasets.filter(pk=dataset_id).first()
+        if dataset is None:
+            raise PredictError(f"No dataset {dataset_id} that you can see.", status=404, code="not_found")
+        version = ModelVersion.objects.select_related("dataset").filter(dataset=dataset, is_active=True).first()
+        if version is None:
+            raise PredictError(
+                f"Dataset “{dataset.name}” has no active model version; a curator activates one after training.",
+                status=409,
+                code="no_active_model",
+            )
+        return version
+    actives = list(ModelVersion.objects.select_related("dataset").filter(dataset__in=datasets, is_active=True)[:2])
+    if len(actives) == 1:
+        return actives[0]
+    if not actives:
+        raise PredictError("None of your datasets has an active model version.", status=409, code="no_active_model")
+    raise PredictError(
+        "Several of your datasets have an active model: say which with `dataset` or `model_version`.",
+        status=400,
+        code="ambiguous",
+    )
+
+
+def datasets_with_models(*, user: AbstractBaseUser) -> list[tuple[Dataset, list[ModelVersion]]]:
+    """For the predict page: each visible dataset with its versions (active first)."""
+    rows = []
+    versions = ModelVersion.objects.filter(dataset__in=visible_datasets(user)).order_by("-is_active", "-number")
+    by_dataset: dict[int, list[ModelVersion]] = {}
+    for version in versions:
+        by_dataset.setdefault(version.dataset_id, []).append(version)
+    for dataset in visible_datasets(user).order_by("name"):
+        mine = by_dataset.get(dataset.pk, [])
+        if not can_curate(user, dataset):
+            mine = [v for v in mine if v.is_active]
+        if mine:
+            rows.append((dataset, mine))
+    return rows
+
+
+# --- The warm model cache --------------------------------------------------------------------------
+
+_warm_lock = threading.Lock()
+_threads_configured = False
+
+
+def _configure_threads() -> None:
+    """Several web workers share few cores: one TensorFlow thread each keeps them from fighting
+    (CURATOR_PREDICT_THREADS=0 leaves TensorFlow's default)."""
+    global _threads_configured
+    if _threads_configured:
+        return
+    _threads_configured = True
+    threads = settings.CURATOR_PREDICT_THREADS
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already initialised in this process (e.g. a training worker)
+        pass
+
+
+class ServedModel:
+    """A loaded model version with its forward pass compiled once as a tf.function with a fixed
+    input signature (any batch size, one trace). Calling a Keras model eagerly costs ~40 ms per
+    call for the CNN on this machine, the compiled graph ~8 ms, and `model.predict` adds its own
+    ~50 ms of set-up per call. The CNN's resize happens inside the graph with the same op the
+    training pipeline uses (`tf.image.resize`, antialiased), so the outputs match
+    `LoadedModel.predict_crops`."""
+
+    def __init__(self, loaded: LoadedModel):
+        import tensorflow as tf
+
+        from training.models import Architecture
+
+        self.loaded = loaded
+        self.classes = list(loaded.classes)
+        self.architecture = loaded.architecture
+        self.input_size = loaded.input_size
+        keras_model = loaded.keras_model
+        if loaded.architecture == Architecture.EMBEDDING:
+
+            @tf.function(input_signature=[tf.TensorSpec([None, 128], tf.float32)])
+            def forward(descriptors):
+                return keras_model(descriptors, training=False)
+
+        else:
+            size = int(loaded.input_size)
+
+            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+            def forward(crops):
+                images = tf.image.resize(tf.cast(crops, tf.float32), (size, size), antialias=True)
+                return keras_model(images, training=False)
+
+        self._forward = forward
+
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities per class of RGB uint8 crops [N, H, W, 3]."""
+        from training.inference import outputs_to_probabilities
+        from training.models import Architecture
+
+        crops = np.ascontiguousarray(crops, dtype=np.uint8)
+        if self.architecture == Architecture.EMBEDDING:
+            from training.descriptors import descriptors_of_crops
+
+            inputs = descriptors_of_crops(crops).astype(np.float32)
+        else:
+            inputs = crops
+        out = np.asarray(self._forward(inputs), dtype=np.float64)
+        return outputs_to_probabilities(out, self.loaded.output)
+
+
+_served: dict[tuple[int, str], ServedModel] = {}
+
+
+def loaded_model(model_version: ModelVersion) -> ServedModel:
+    """The model version, loaded once per process (training.inference keeps the Keras model),
+    compiled and warmed up with one dummy crop, so no real request pays for tracing the graph or
+    reading dlib's files."""
+    from training.inference import load_model_version
+
+    key = (model_version.pk, model_version.artifact)
+    served = _served.get(key)
+    if served is not None:
+        return served
+    with _warm_lock:
+        served = _served.get(key)
+        if served is not None:
+            return served
+        _configure_threads()
+        try:
+            loaded = load_model_version(model_version)
+        except (FileNotFoundError, OSError) as exc:
+            raise PredictError(
+                f"The artifact of model version v{model_version.number} cannot be read from storage ({exc}).",
+                status=503,
+                code="artifact_missing",
+            ) from exc
+        served = ServedModel(loaded)
+        _warm_pipeline(model_version.dataset)
+        side = model_version.dataset.crop_size
+        served.predict_crops(np.zeros((1, side, side, 3), dtype=np.uint8))
+        _served[key] = served
+        return served
+
+
+def _warm_pipeline(dataset: Dataset) -> None:
+    """Load the detector and the landmark predictor now (the 68-point model takes seconds to
+    read), so no request pays for it."""
+    from curator.faces.detection import CNN, cnn_detector, hog_detector
+    from curator.faces.landmarks import shape_predictor
+
+    hog_detector()
+    if dataset.detector == CNN:
+        cnn_detector()
+    shape_predictor()
+
+
+def warm_active_models() -> int:
+    """Load every active model version now (e.g. in a web worker after fork); returns how many."""
+    count = 0
+    for version in ModelVersion.objects.filter(is_active=True):
+        try:
+            loaded_model(version)
+            count += 1
+        except PredictError:
+            logger.warning("could not load model version %s", version.pk, exc_info=True)
+    return count
+
+
+# --- Predicting ------------------------------------------------------------------------------------
+
+
+def image_predict(*, data: bytes, model_version: ModelVersion) -> PredictResult:
+    """Detect, align and classify every face of one photo. Raises PredictError (415 for what is
+    not an image, 413 for too many pixels); a photo without a face gives an empty list."""
+    from curator.faces.pipeline import AlignOptions, detect_and_align
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    if len(data) > settings.CURATOR_PREDICT_MAX_BYTES:
+        raise PredictError(
+            f"The file is {len(data):,} bytes, more than the limit of {settings.CURATOR_PREDICT_MAX_BYTES:,} "
+            "(CURATOR_PREDICT_MAX_BYTES).",
+            status=413,
+            code="too_large",
+        )
+    try:
+        rgb, info = decode(data, max_pixels=settings.CURATOR_PREDICT_MAX_PIXELS)
+    except ImageRejected as exc:
+        message = str(exc)
+        status = 413 if "pixels, more than the limit" in message else 415
+        raise PredictError(f"Not a usable image: {message}.", status=status, code="bad_image") from exc
+    timings["decode"] = (time.perf_counter() - started) * 1000
+
+    model = loaded_model(model_version)
+    timings["load"] = (time.perf_counter() - started) * 1000 - timings["decode"]
+
+    mark = time.perf_counter()
+    # A new photo is not a face crop: no detection means no face, never the whole photo.
+    options = AlignOptions.from_dataset(model_version.dataset, whole_image_fallback=False)
+    aligned = detect_and_align(rgb, options)
+    timings["detect_align"] = (time.perf_counter() - mark) * 1000
+
+    mark = time.perf_counter()
+    faces: list[FacePrediction] = []
+    if aligned:
+        crops = np.stack([face.crop for face in aligned])
+        probabilities = np.asarray(model.predict_crops(crops), dtype=np.float64)
+        classes = list(model.classes)
+        for i, (face, probs) in enumerate(zip(aligned, probabilities, strict=True)):
+            best = int(np.argmax(probs))
+            faces.append(
+                FacePrediction(
+                    index=i,
+                    box=tuple(int(v) for v in face.box),
+                    label=classes[best],
+                    confidence=float(probs[best]),
+                    probabilities={name: float(p) for name, p in zip(classes, probs, strict=True)},
+                    detector_score=face.detector_score,
+                    crop=face.crop,
+                )
+            )
+    timings["classify"] = (time.perf_counter() - mark) * 1000
+    timings["total"] = (time.perf_counter() - started) * 1000
+    return PredictResult(
+        model_version=model_version,
+        width=info.width,
+        height=info.height,
+        faces=faces,
+        timings=timings,
+        info=info,
+        aligned=aligned,
+    )
+
+
+# --- Adding a predicted photo to the dataset ---------------------------------------------------------
+
+
+def predicted_photo_add(
+    *, user: AbstractBaseUser, model_version: ModelVersion, data: bytes, file_name: str
+) -> SourceImage:
+    """Store the photo in the model's dataset with its faces aligned as in the dataset pipeline;
+    each face gets the model's label as `suggested_label` (never as its label) and a Prediction.
+    Curators only. A photo already in the dataset is refused (409) rather than duplicated."""
+    dataset = model_version.dataset
+    if not can_curate(user, dataset):
+        raise PermissionDenied("Only curators of this dataset may add photos to it.")
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = SourceImage.objects.filter(dataset=dataset, sha256=sha256).first()
+    if existing is not None:
+        raise PredictError(
+            f"This photo is already in “{dataset.name}” (as {existing.original_name}).",
+            status=409,
+            code="duplicate",
+        )
+    result = image_predict(data=data, model_version=model_version)
+    return _store_predicted_photo(
+        user=user, model_version=model_version, data=data, file_name=file_name, sha256=sha256, result=result
+    )
+
+
+def _store_predicted_photo(
+    *, user, model_version: ModelVersion, data: bytes, file_name: str, sha256: str, result: PredictResult
+) -> SourceImage:
+    from curator.faces.pipeline import encode_jpeg
+
+    dataset = model_version.dataset
+    info, aligned = result.info, result.aligned
+    saved_paths: list[str] = []
+    try:
+        with transaction.atomic():
+            original = default_storage.save(
+                f"datasets/{dataset.pk}/originals/predicted/{sha256}{info.extension}", ContentFile(data)
+            )
+            saved_paths.append(original)
+            image = SourceImage.objects.create(
+                dataset=dataset,
+                file=original,
+                original_name=f"predicted/{file_name or sha256 + info.extension}",
+                sha256=sha256,
+                byte_size=len(data),
+                width=info.width,
+                height=info.height,
+                image_format=info.image_format,
+                metadata={"added_from": "predict", "model_version": model_version.pk},
+                status=SourceImage.Status.ALIGNED if aligned else SourceImage.Status.NO_FACE,
+                status_reason="" if aligned else "no face found by the detector",
+                face_count=len(aligned),
+            )
+            by_index = {face.index: face for face in result.faces}
+            for face in aligned:
+                crop_path = default_storage.save(
+                    f"datasets/{dataset.pk}/faces/{image.pk}/{face.index}.jpg", ContentFile(encode_jpeg(face.crop))
+                )
+                saved_paths.append(crop_path)
+                predicted = by_index.get(face.index)
+                row = Face.objects.create(
+                    dataset=dataset,
+                    image=image,
+                    index=face.index,
+                    box_left=face.box[0],
+                    box_top=face.box[1],
+                    box_right=face.box[2],
+                    box_bottom=face.box[3],
+                    landmarks=face.landmarks_list(),
+                    crop=crop_path,
+                    is_largest=face.is_largest,
+                    whole_image=face.whole_image,
+                    detector_score=face.detector_score,
+                    size_px=face.size_px,
+                    sharpness=face.sharpness,
+                    yaw=face.yaw,
+                    roll=face.roll,
+                    landmark_fit=face.landmark_fit,
+                    phash=_signed64(face.phash),
+                    suggested_label=predicted.label if predicted else "",
+                )
+                if predicted is not None:
+                    Prediction.objects.create(
+                        face=row,
+                        model_version=model_version,
+                        probabilities=[predicted.probabilities[c] for c in model_version.classes],
+                        predicted_label=predicted.label,
+                        confidence=predicted.confidence,
+                        disagrees=False,  # unlabelled: nothing to disagree with
+                    )
+    except Exception:
+        for path in saved_paths:
+            default_storage.delete(path)
+        raise
+    return image
+
+
+def _signed64(value: int) -> int:
+    """A 64-bit hash in a signed BigIntegerField."""
+    value = int(value)
+    return value - (1 << 64) if value >= (1 << 63) else value

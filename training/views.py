@@ -1,0 +1,198 @@
+"""Training pages: a dataset's jobs and versions, the job form, the live job page (progress,
+curves, log, cancel), a version's evaluation, activation, and the comparison of two versions.
+Views parse, call a service or selector, and render; plots are SVG rendered here with matplotlib."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from curator.permissions import can_curate, get_dataset_for
+from training import selectors, services
+from training.config import ConfigError
+from training.data import TrainingDataError
+from training.forms import TrainingJobForm
+from training.models import ModelVersion
+
+VERSION_PLOTS = ("confusion", "calibration", "slices", "curves")
+
+
+def _svg(content: bytes) -> HttpResponse:
+    response = HttpResponse(content, content_type="image/svg+xml")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def dataset_training(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id)
+    services.training_jobs_check_stale(dataset=dataset)
+    versions = list(selectors.dataset_versions(dataset=dataset))
+    return render(
+        request,
+        "training/dataset_training.html",
+        {
+            "dataset": dataset,
+            "jobs": selectors.dataset_jobs(dataset=dataset)[:50],
+            "versions": versions,
+            "can_curate": can_curate(request.user, dataset),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def job_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    form = TrainingJobForm(request.POST or None)
+    data_error = ""
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = services.training_job_create(
+                dataset=dataset,
+                user=request.user,
+                architecture=form.cleaned_data["architecture"],
+                config=form.cleaned_data["overrides"],
+                keep_best_on_cancel=form.cleaned_data["keep_best_on_cancel"],
+            )
+        except TrainingDataError as exc:
+            data_error = str(exc)
+        except ConfigError as exc:  # the form checks the same rules; kept for a clear message anyway
+            data_error = str(exc)
+        else:
+            messages.success(request, f"Training job {job.pk} queued.")
+            return redirect("training:job_detail", job_id=job.pk)
+    return render(request, "training/job_form.html", {"dataset": dataset, "form": form, "data_error": data_error})
+
+
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = services.training_job_check_stale(job=selectors.job_for(request.user, job_id))
+    return render(
+        request,
+        "training/job_detail.html",
+        {
+            "dataset": job.dataset,
+            "job": job,
+            "progress": selectors.job_progress(job=job),
+            "can_curate": can_curate(request.user, job.dataset),
+        },
+    )
+
+
+def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Polled by the job page (htmx) every two seconds; JSON for API clients and tests."""
+    job = services.training_job_check_stale(job=selectors.job_for(request.user, job_id))
+    progress = selectors.job_progress(job=job)
+    if request.headers.get("HX-Request"):
+        return render(
+            request,
+            "training/_job_progress.html",
+            {
+                "dataset": job.dataset,
+                "job": job,
+                "progress": progress,
+                "can_curate": can_curate(request.user, job.dataset),
+            },
+        )
+    return JsonResponse(progress)
+
+
+def job_curves(request: HttpRequest, job_id: int) -> HttpResponse:
+    from training.plots import curves_svg
+
+    job = selectors.job_for(request.user, job_id)
+    return _svg(curves_svg(job.history))
+
+
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.job_for(request.user, job_id)
+    if not can_curate(request.user, job.dataset):
+        raise PermissionDenied("Only curators of this dataset may cancel training.")
+    job = services.training_job_cancel(job=job, keep_best=request.POST.get("keep_best", "1") == "1")
+    messages.info(request, "Cancel requested: the job stops after the current batch.")
+    return redirect("training:job_detail", job_id=job.pk)
+
+
+def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = selectors.version_for(request.user, version_id)
+    metrics = version.metrics or {}
+    others = selectors.dataset_versions(dataset=version.dataset).exclude(pk=version.pk)
+    return render(
+        request,
+        "training/version_detail.html",
+        {
+            "dataset": version.dataset,
+            "version": version,
+            "metrics": metrics,
+            "per_class": metrics.get("per_class", []),
+            "bias": metrics.get("bias", {}),
+            "slices": metrics.get("slices", {}),
+            "plots": VERSION_PLOTS,
+            "others": others,
+            "can_curate": can_curate(request.user, version.dataset),
+        },
+    )
+
+
+def version_plot(request: HttpRequest, version_id: int, kind: str) -> HttpResponse:
+    from training import plots
+
+    version = selectors.version_for(request.user, version_id)
+    metrics = version.metrics or {}
+    if kind == "confusion" and metrics.get("confusion_matrix"):
+        return _svg(plots.confusion_svg(metrics["confusion_matrix"], version.classes))
+    if kind == "calibration":
+        return _svg(plots.calibration_svg(metrics.get("calibration", [])))
+    if kind == "slices":
+        return _svg(plots.slices_svg(metrics.get("slices", {}), metrics.get("accuracy")))
+    if kind == "curves":
+        return _svg(plots.curves_svg(metrics.get("history", [])))
+    raise Http404("No such plot.")
+
+
+def version_snapshot(request: HttpRequest, version_id: int) -> HttpResponse:
+    """The frozen CSV of the faces, labels and splits the version was trained and tested on."""
+    version = selectors.version_for(request.user, version_id)
+    if not version.snapshot:
+        raise Http404("This version has no snapshot.")
+    try:
+        handle = default_storage.open(version.snapshot, "rb")
+    except (FileNotFoundError, OSError) as exc:
+        raise Http404("The snapshot file is missing.") from exc
+    return FileResponse(
+        handle,
+        content_type="text/csv",
+        as_attachment=True,
+        filename=f"{version.dataset.name}-v{version.number}-snapshot.csv",
+    )
+
+
+@require_POST
+def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = selectors.version_for(request.user, version_id)
+    if not can_curate(request.user, version.dataset):
+        raise PermissionDenied("Only curators of this dataset may activate a model version.")
+    if request.POST.get("deactivate"):
+        services.model_version_deactivate(model_version=version)
+        messages.success(request, f"Version {version.number} is no longer active.")
+    else:
+        services.model_version_activate(model_version=version)
+        messages.success(request, f"Version {version.number} is now the active model of {version.dataset.name}.")
+    return redirect("training:version_detail", version_id=version.pk)
+
+
+def version_compare(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id)
+    versions = selectors.dataset_versions(dataset=dataset)
+    context = {"dataset": dataset, "versions": versions, "a": None, "b": None}
+    a_id, b_id = request.GET.get("a"), request.GET.get("b")
+    if a_id and b_id:
+        if not (a_id.isdigit() and b_id.isdigit()):
+            raise Http404("No such version.")
+        a = get_object_or_404(ModelVersion, dataset=dataset, pk=int(a_id))
+        b = get_object_or_404(ModelVersion, dataset=dataset, pk=int(b_id))
+        context.update(a=a, b=b, comparison=selectors.versions_compare(a=a, b=b))
+    return render(request, "training/compare.html", context)
