@@ -31,6 +31,10 @@ class DatasetForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["classes_text"].initial = ",".join(self.instance.classes)
+        else:  # a new dataset starts from the deployment's alignment defaults
+            self.fields["crop_size"].initial = settings.CURATOR_ALIGN_CROP_SIZE
+            self.fields["detect_max_side"].initial = settings.CURATOR_DETECT_MAX_SIDE
+            self.fields["upsample"].initial = settings.CURATOR_DETECT_UPSAMPLE
 
     def clean_classes_text(self) -> list[str]:
         names = [c.strip() for c in self.cleaned_data["classes_text"].split(",") if c.strip()]

@@ -1,5 +1,6 @@
 """Create, share and delete datasets."""
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -9,7 +10,11 @@ from curator.models import Dataset, Membership, default_classes
 
 @transaction.atomic
 def dataset_create(*, user: AbstractBaseUser | None, name: str, classes: list[str] | None = None, **options) -> Dataset:
-    """Create a dataset (classes default to CURATOR_DEFAULT_CLASSES); its creator becomes its curator."""
+    """Create a dataset (classes and alignment settings default to CURATOR_DEFAULT_CLASSES and
+    CURATOR_ALIGN_*/CURATOR_DETECT_*); its creator becomes its curator."""
+    options.setdefault("crop_size", settings.CURATOR_ALIGN_CROP_SIZE)
+    options.setdefault("detect_max_side", settings.CURATOR_DETECT_MAX_SIDE)
+    options.setdefault("upsample", settings.CURATOR_DETECT_UPSAMPLE)
     dataset = Dataset.objects.create(name=name, classes=classes or default_classes(), created_by=user, **options)
     if user is not None:
         Membership.objects.create(dataset=dataset, user=user, role=Membership.Role.CURATOR)

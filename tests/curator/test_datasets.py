@@ -108,3 +108,12 @@ def test_forms_need_a_csrf_token(alice, dataset):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(alice)
     assert strict.post(f"/datasets/{dataset.pk}/delete/", {"confirm_name": "faces"}).status_code == 403
+
+
+def test_new_datasets_start_from_the_deployment_defaults(alice_client, alice, settings):
+    from curator.services.datasets import dataset_create
+
+    settings.CURATOR_ALIGN_CROP_SIZE, settings.CURATOR_DETECT_MAX_SIDE = 112, 800
+    assert 'value="112"' in alice_client.get("/datasets/new/").content.decode()
+    dataset = dataset_create(user=alice, name="defaults")
+    assert (dataset.crop_size, dataset.detect_max_side, dataset.classes) == (112, 800, ["female", "male"])
