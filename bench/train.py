@@ -15,6 +15,7 @@ import argparse
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -37,6 +38,7 @@ from training.data import age_band, stratified_split  # noqa: E402
 from training.evaluation import evaluate  # noqa: E402
 
 CLASSES = ["female", "male"]
+ALIGNED_SIZE = 160
 
 
 def load_faces(root: Path) -> list[dict]:
@@ -57,17 +59,58 @@ def split_faces(rows: list[dict]) -> dict[str, list[dict]]:
     return {s: [r for r in rows if assignment[r["id"]] == s] for s in ("train", "val", "test")}
 
 
-def descriptors(root: Path, rows: list[dict], cache_dir: Path) -> tuple[np.ndarray, float, bool]:
-    """dlib descriptors of every crop, cached on disk by the list of files (computing them is a
-    one-off cost per face in the app too: FaceDescriptor)."""
+def _align_one(args: tuple[str, str]) -> str:
+    """Align one dev-set photo as an import would (largest face, whole-image fallback) and store
+    the crop; returns how it was framed."""
+    from curator.faces.pipeline import AlignOptions, detect_and_align, encode_jpeg
+    from training.descriptors import decode_crop
+
+    source, target = args
+    faces = detect_and_align(
+        decode_crop(Path(source).read_bytes()), AlignOptions(crop_size=ALIGNED_SIZE, whole_image_fallback=True)
+    )
+    Path(target).write_bytes(encode_jpeg(faces[0].crop))
+    return "whole_image" if faces[0].whole_image else "detected"
+
+
+def _descriptors_of_files(paths: list[str]) -> np.ndarray:
     from training.descriptors import decode_crop, descriptors_of_crops
 
-    key = hashlib.sha256("\n".join(r["sha256"] for r in rows).encode()).hexdigest()[:16]
+    return descriptors_of_crops([decode_crop(Path(p).read_bytes()) for p in paths])
+
+
+def crop_files(root: Path, rows: list[dict], mode: str, cache_dir: Path, processes: int) -> list[str]:
+    """The crop file of every face: the dev set's 200 px crops as they are (raw), or aligned
+    by the app's own pipeline (curator.faces.pipeline.detect_and_align, 160 px), cached."""
+    if mode == "raw":
+        return [str(root / r["path"]) for r in rows]
+    out = cache_dir / f"aligned-{ALIGNED_SIZE}"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [str(out / f"{r['sha256']}.jpg") for r in rows]
+    todo = [(str(root / r["path"]), p) for r, p in zip(rows, paths, strict=True) if not Path(p).exists()]
+    if todo:
+        started = time.monotonic()
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            kinds = pool.map(_align_one, todo, chunksize=16)
+        seconds = time.monotonic() - started
+        print(
+            f"aligned {len(todo)} photos in {seconds:.1f} s ({1000 * seconds / len(todo):.1f} ms each, "
+            f"{processes} processes): {kinds.count('detected')} detected, {kinds.count('whole_image')} whole-image"
+        )
+    return paths
+
+
+def descriptors(paths: list[str], cache_dir: Path, processes: int) -> tuple[np.ndarray, float, bool]:
+    """dlib descriptors of every crop, cached on disk by the list of files (computing them is a
+    one-off cost per face in the app too: FaceDescriptor)."""
+    key = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
     path = cache_dir / f"descriptors-{key}.npy"
     if path.exists():
         return np.load(path), 0.0, True
     started = time.monotonic()
-    vectors = descriptors_of_crops([decode_crop((root / r["path"]).read_bytes()) for r in rows])
+    chunks = [paths[i : i + 64] for i in range(0, len(paths), 64)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        vectors = np.concatenate(pool.map(_descriptors_of_files, chunks))
     seconds = time.monotonic() - started
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
@@ -85,17 +128,17 @@ def report(name: str, metrics: dict) -> None:
         print(f"    by {kind}: {text}" + (f"; gap {gap:.3f}" if gap is not None else ""))
 
 
-def bench_embedding(root: Path, rows, splits, runs: int) -> dict:
+def bench_embedding(paths: list[str], rows, splits, runs: int, processes: int) -> dict:
     from training import engine
     from training.inference import outputs_to_probabilities
 
-    vectors, desc_s, cached = descriptors(root, rows, Path(settings.VAR_DIR) / "bench")
+    vectors, desc_s, cached = descriptors(paths, Path(settings.VAR_DIR) / "bench", processes)
     print(
         f"embedding: descriptors of {len(rows)} crops "
         + (
             "loaded from the cache"
             if cached
-            else f"computed in {desc_s:.1f} s ({1000 * desc_s / len(rows):.1f} ms/face)"
+            else f"computed in {desc_s:.1f} s ({1000 * desc_s * processes / len(rows):.1f} ms/face/process)"
         )
     )
 
@@ -158,12 +201,12 @@ def _defaults(architecture: str) -> dict:
     return config_build(architecture)
 
 
-def bench_cnn(root: Path, splits, architecture: str, epochs: int) -> dict:
+def bench_cnn(paths: list[str], splits, architecture: str, epochs: int, time_limit_s: float) -> dict:
     from training import engine
     from training.inference import outputs_to_probabilities
 
     def data(split):
-        return [(root / r["path"]).read_bytes() for r in splits[split]], np.array([r["y"] for r in splits[split]])
+        return [Path(paths[r["id"]]).read_bytes() for r in splits[split]], np.array([r["y"] for r in splits[split]])
 
     (xt, yt), (xv, yv), (xs, ys) = data("train"), data("val"), data("test")
     config = {**_defaults(architecture), "epochs": epochs, "seed": 0}
@@ -177,6 +220,7 @@ def bench_cnn(root: Path, splits, architecture: str, epochs: int) -> dict:
         val_inputs=xv,
         val_labels=yv,
         reporter=engine.ConsoleReporter(prefix="  "),
+        time_limit_s=time_limit_s,
     )
     # The best epoch by validation loss is the model; the test split is used once, here.
     ds = engine.image_dataset(xs, ys, size=config["input_size"], batch_size=128, shuffle=False, seed=0)
@@ -192,8 +236,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="embedding,cnn,seed-cnn")
     parser.add_argument("--runs", type=int, default=3, help="fits of the embedding head (medians reported)")
-    parser.add_argument("--cnn-epochs", type=int, default=30)
-    parser.add_argument("--seed-cnn-epochs", type=int, default=30)
+    parser.add_argument("--cnn-epochs", type=int, default=24)
+    parser.add_argument("--seed-cnn-epochs", type=int, default=20)
+    parser.add_argument("--time-limit", type=float, default=14 * 60, help="seconds of training per CNN at most")
+    parser.add_argument("--crops", choices=("aligned", "raw"), default="aligned")
+    parser.add_argument("--processes", type=int, default=2, help="for alignment and descriptors")
     parser.add_argument("--dataset", default=str(settings.CURATOR_DEV_DATASET))
     args = parser.parse_args()
     root = Path(args.dataset)
@@ -205,6 +252,7 @@ def main() -> None:
         f"{len(rows)} UTKFace crops; split "
         + ", ".join(f"{s} {len(v)} ({sum(r['y'] == 0 for r in v)} female)" for s, v in splits.items())
     )
+    paths = crop_files(root, rows, args.crops, Path(settings.VAR_DIR) / "bench", args.processes)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result: dict[str, float | None] = {}
     for name in ("embedding", "cnn", "seed-cnn"):
@@ -214,9 +262,10 @@ def main() -> None:
             continue
         started = time.monotonic()
         if name == "embedding":
-            figures = bench_embedding(root, rows, splits, args.runs)
+            figures = bench_embedding(paths, rows, splits, args.runs, args.processes)
         else:
-            figures = bench_cnn(root, splits, name, args.cnn_epochs if name == "cnn" else args.seed_cnn_epochs)
+            epochs = args.cnn_epochs if name == "cnn" else args.seed_cnn_epochs
+            figures = bench_cnn(paths, splits, name, epochs, args.time_limit)
         print(f"{name}: wall time {time.monotonic() - started:.1f} s")
         result[f"{key}_acc"] = round(figures["acc"], 4)
         result[f"{key}_train_s"] = round(figures["train_s"], 1)

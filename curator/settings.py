@@ -179,11 +179,10 @@ CURATOR_JOB_STALE_SECONDS = env_int("CURATOR_JOB_STALE_SECONDS", 120)
 # The development data set (../shared/datasets/dev); tests that need it skip when it is absent.
 CURATOR_DEV_DATASET = Path(os.environ.get("CURATOR_DEV_DATASET", BASE_DIR.parent / "shared" / "datasets" / "dev"))
 
-# Predictions (training/serving.py): limits for one photo sent to the predict API or page, how
-# many model versions each web process keeps loaded, and TensorFlow threads per web process.
+# Predictions (training/serving.py): limits for one photo sent to the predict API or page, and
+# TensorFlow threads per web process (several web workers share the cores; 0: TensorFlow's default).
 CURATOR_PREDICT_MAX_PIXELS = env_int("CURATOR_PREDICT_MAX_PIXELS", 40_000_000)
 CURATOR_PREDICT_MAX_BYTES = env_int("CURATOR_PREDICT_MAX_BYTES", 20 * 1024 * 1024)
-CURATOR_PREDICT_CACHE_SIZE = env_int("CURATOR_PREDICT_CACHE_SIZE", 4)
 CURATOR_PREDICT_THREADS = env_int("CURATOR_PREDICT_THREADS", 1)
 
 # --- Celery -------------------------------------------------------------------------------------

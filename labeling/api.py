@@ -21,7 +21,7 @@ from labeling import selectors, services
 from labeling.models import BulkAction, LabelEvent
 
 
-class DatasetSerializer(serializers.Serializer):
+class LabelingDatasetSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     description = serializers.CharField()
@@ -32,7 +32,7 @@ class DatasetSerializer(serializers.Serializer):
     can_curate = serializers.BooleanField(required=False)
 
 
-class FaceSerializer(serializers.ModelSerializer):
+class GridFaceSerializer(serializers.ModelSerializer):
     source_image = serializers.CharField(source="image.original_name")
     metadata = serializers.JSONField(source="image.metadata")
     crop_url = serializers.SerializerMethodField()
@@ -83,7 +83,7 @@ class FaceSerializer(serializers.ModelSerializer):
         return getattr(face, "pred_confidence", None)
 
 
-class LabelEventSerializer(serializers.ModelSerializer):
+class FaceLabelEventSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username", default=None)
 
     class Meta:
@@ -154,13 +154,13 @@ def _dataset_dict(dataset, user) -> dict:
 
 
 class DatasetList(APIView):
-    @extend_schema(responses=DatasetSerializer(many=True), summary="Datasets you can see")
+    @extend_schema(responses=LabelingDatasetSerializer(many=True), summary="Datasets you can see")
     def get(self, request):
         return Response([_dataset_dict(ds, request.user) for ds in visible_datasets(request.user)])
 
 
 class DatasetDetail(APIView):
-    @extend_schema(responses=DatasetSerializer, summary="One dataset with its class balance")
+    @extend_schema(responses=LabelingDatasetSerializer, summary="One dataset with its class balance")
     def get(self, request, dataset_id: int):
         dataset = get_dataset_for(request.user, dataset_id)
         ov = selectors.dataset_overview(dataset=dataset)
@@ -178,7 +178,7 @@ class DatasetDetail(APIView):
 
 class FaceList(APIView):
     @extend_schema(
-        parameters=FILTER_PARAMS, responses=FaceSerializer(many=True), summary="Faces, filtered as in the grid"
+        parameters=FILTER_PARAMS, responses=GridFaceSerializer(many=True), summary="Faces, filtered as in the grid"
     )
     def get(self, request, dataset_id: int):
         dataset = get_dataset_for(request.user, dataset_id)
@@ -190,18 +190,18 @@ class FaceList(APIView):
         paginator = FacePagination()
         page = paginator.paginate_queryset(flt.queryset.select_related("image"), request, view=self)
         selectors.faces_attach_predictions(faces=page, model_version=flt.model_version)
-        return paginator.get_paginated_response(FaceSerializer(page, many=True).data)
+        return paginator.get_paginated_response(GridFaceSerializer(page, many=True).data)
 
 
 class FaceDetail(APIView):
-    @extend_schema(responses=FaceSerializer, summary="One face with its label history")
+    @extend_schema(responses=GridFaceSerializer, summary="One face with its label history")
     def get(self, request, dataset_id: int, face_id: int):
         dataset = get_dataset_for(request.user, dataset_id)
         face = Face.objects.filter(dataset=dataset, pk=face_id).select_related("image").first()
         if face is None:
             raise NotFound("No such face in this dataset.")
-        data = FaceSerializer(face).data
-        data["history"] = LabelEventSerializer(
+        data = GridFaceSerializer(face).data
+        data["history"] = FaceLabelEventSerializer(
             face.label_events.select_related("user").order_by("-id")[:200], many=True
         ).data
         return Response(data)
@@ -349,7 +349,11 @@ class Rules(APIView):
 
 
 class Exports(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Exports of this dataset (curators)")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Exports of this dataset (curators)",
+        operation_id="datasets_exports_list",
+    )
     def get(self, request, dataset_id: int):
         dataset = get_dataset_for(request.user, dataset_id, curate=True)
         return Response(
@@ -373,7 +377,11 @@ class Exports(APIView):
 
 
 class ExportDownload(APIView):
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY}, summary="Download an export zip")
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        summary="Download an export zip",
+        operation_id="datasets_export_download",
+    )
     def get(self, request, dataset_id: int, name: str):
         from labeling.views import export_file_response
 

@@ -18,7 +18,7 @@ from django.db.models import Count, Exists, F, OuterRef, QuerySet
 
 from curator.models import Dataset, Face
 from labeling import services
-from labeling.models import BulkAction, LabelEvent, ReviewDecision
+from labeling.models import BulkAction, ReviewDecision
 from training.models import ModelVersion, OutOfFoldRun, OutOfFoldScore, Prediction
 
 DISAGREEMENT = "disagreement"
@@ -280,10 +280,3 @@ def review_undo_last(
             )
     record.delete()
     return record
-
-
-# --- What the page shows beside a face -------------------------------------------------------------
-
-
-def face_history(*, face: Face, limit: int = 8) -> list[LabelEvent]:
-    return list(face.label_events.select_related("action", "user").order_by("-created_at", "-id")[:limit])

@@ -182,8 +182,10 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
 class _JobCallback(keras.callbacks.Callback):
     """Progress out, cancel in, best weights kept (for early stopping and a cancel that keeps them)."""
 
-    def __init__(self, reporter: Reporter, epochs: int, batches: int, patience: int):
+    def __init__(self, reporter: Reporter, epochs: int, batches: int, patience: int, time_limit_s=None):
         super().__init__()
+        self.time_limit_s = time_limit_s
+        self.fit_started = time.monotonic()
         self.reporter = reporter
         self.epochs = epochs
         self.batches = batches
@@ -238,6 +240,9 @@ class _JobCallback(keras.callbacks.Callback):
         if self.reporter.cancel_requested():
             self.stopped = "cancelled"
             self.model.stop_training = True
+        elif self.time_limit_s and time.monotonic() - self.fit_started > self.time_limit_s:
+            self.stopped = "time_limit"
+            self.model.stop_training = True
 
 
 def fit(
@@ -250,9 +255,11 @@ def fit(
     val_inputs,
     val_labels: np.ndarray,
     reporter: Reporter,
+    time_limit_s: float | None = None,
 ) -> FitResult:
     """Train a model. Inputs are encoded crops (list of bytes) for the CNNs and descriptors
-    ([N, 128] float32) for the embedding model."""
+    ([N, 128] float32) for the embedding model. `time_limit_s` (benchmarks) stops after the
+    epoch that crosses it, keeping the best epoch as usual."""
     seed = int(config.get("seed", 0))
     keras.utils.set_random_seed(seed)
     n_classes = len(classes)
@@ -297,7 +304,7 @@ def fit(
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
-    job_callback = _JobCallback(reporter, epochs, steps, int(config["patience"]))
+    job_callback = _JobCallback(reporter, epochs, steps, int(config["patience"]), time_limit_s)
     reporter.log(
         f"Training {architecture} on {len(train_labels)} faces, validating on {len(val_labels)}; "
         f"{model.count_params():,} parameters, {steps} batches per epoch."

@@ -1,6 +1,7 @@
 """`POST /api/v1/predict`: a photo in (multipart field `image`, or the raw body with an image
 content type), every face's box, label and per-class probabilities out."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.urls import path
@@ -92,10 +93,10 @@ def read_image_bytes(request: Request) -> bytes:
         upload = request.FILES.get("image") or request.FILES.get("file")
         if upload is None:
             raise serving.PredictError("Send the photo in the multipart field `image`.", code="no_image")
-        if upload.size > serving.settings.CURATOR_PREDICT_MAX_BYTES:
+        if upload.size > settings.CURATOR_PREDICT_MAX_BYTES:
             raise serving.PredictError(
                 f"The file is {upload.size:,} bytes, more than the limit of "
-                f"{serving.settings.CURATOR_PREDICT_MAX_BYTES:,} (CURATOR_PREDICT_MAX_BYTES).",
+                f"{settings.CURATOR_PREDICT_MAX_BYTES:,} (CURATOR_PREDICT_MAX_BYTES).",
                 status=413,
                 code="too_large",
             )

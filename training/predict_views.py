@@ -4,6 +4,7 @@ dataset with the model's labels as suggestions."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -38,7 +39,7 @@ def predict_page(request: HttpRequest) -> HttpResponse:
             "selected": int(selected) if selected and selected.isdigit() else None,
             "api_url": reverse("api-predict"),
             "add_url": reverse("predict:add"),
-            "max_bytes": serving.settings.CURATOR_PREDICT_MAX_BYTES,
+            "max_bytes": settings.CURATOR_PREDICT_MAX_BYTES,
         },
     )
 
@@ -54,10 +55,9 @@ def predict_add(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"ok": False, "error": "Choose a model version."}, status=400)
     try:
         version = serving.model_version_for(user=request.user, model_version_id=int(raw_version))
-        if upload.size > serving.settings.CURATOR_PREDICT_MAX_BYTES:
+        if upload.size > settings.CURATOR_PREDICT_MAX_BYTES:
             raise serving.PredictError(
-                f"The file is {upload.size:,} bytes, more than the limit of "
-                f"{serving.settings.CURATOR_PREDICT_MAX_BYTES:,}.",
+                f"The file is {upload.size:,} bytes, more than the limit of {settings.CURATOR_PREDICT_MAX_BYTES:,}.",
                 status=413,
                 code="too_large",
             )

@@ -10,7 +10,6 @@ Single-image inference runs the model's forward pass compiled once as a tf.funct
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from training.models import ModelVersion, Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
     from training.inference import LoadedModel
-
-logger = logging.getLogger(__name__)
 
 
 class PredictError(Exception):
@@ -285,18 +282,6 @@ def _warm_pipeline(dataset: Dataset) -> None:
     if dataset.detector == CNN:
         cnn_detector()
     shape_predictor()
-
-
-def warm_active_models() -> int:
-    """Load every active model version now (e.g. in a web worker after fork); returns how many."""
-    count = 0
-    for version in ModelVersion.objects.filter(is_active=True):
-        try:
-            loaded_model(version)
-            count += 1
-        except PredictError:
-            logger.warning("could not load model version %s", version.pk, exc_info=True)
-    return count
 
 
 # --- Predicting ------------------------------------------------------------------------------------

@@ -246,10 +246,11 @@ def _write_outcomes(job_id: int, outcomes: list[_Outcome]) -> None:
             .values_list("pk", flat=True)
         )
         keep = [o for o in outcomes if o.image.pk in still_pending]
-        for o in outcomes:
-            if o.image.pk not in still_pending:
-                # Only crops under this job's own names, which no other job or delivery keeps.
-                files_to_delete += [p for p in o.crop_paths if p]
+        unused = [p for o in outcomes if o.image.pk not in still_pending for p in o.crop_paths if p]
+        if unused:
+            # Another delivery of this chunk may have stored the same names and committed them.
+            referenced = set(Face.objects.filter(crop__in=unused).values_list("crop", flat=True))
+            files_to_delete += [p for p in unused if p not in referenced]
         old_by_image: dict[int, list[Face]] = {}
         for face in Face.objects.filter(image_id__in=[o.image.pk for o in keep]).order_by("index"):
             old_by_image.setdefault(face.image_id, []).append(face)

@@ -197,6 +197,7 @@
     while (live && inFlight < 2) {
       inFlight += 1;
       frameBlob(0.8).then(predict).then(function (data) {
+        if (!live) return; // an answer that arrives after live mode was switched off
         drawBoxes(liveOverlay, data);
         const now = performance.now();
         done.push(now);

@@ -65,6 +65,7 @@ def assert_every_image_accounted_for(job: AlignmentJob) -> None:
         assert sorted(image.faces.values_list("index", flat=True)) == list(range(image.face_count))
 
 
+@pytest.mark.worker
 def test_job_spreads_chunks_over_worker_processes(start_worker, dataset, alice, settings):
     settings.CURATOR_ALIGN_CHUNK_SIZE = 3
     images = import_fixture_faces(dataset)
@@ -89,6 +90,7 @@ def test_job_spreads_chunks_over_worker_processes(start_worker, dataset, alice, 
         assert not image.faces.filter(is_largest=False).exclude(label="").exists()
 
 
+@pytest.mark.worker
 def test_rerun_through_the_worker_keeps_human_labels(start_worker, dataset, settings):
     settings.CURATOR_ALIGN_CHUNK_SIZE = 4
     import_fixture_faces(dataset, limit=8)
@@ -110,6 +112,7 @@ def test_rerun_through_the_worker_keeps_human_labels(start_worker, dataset, sett
     assert not default_storage.exists(old_crop)
 
 
+@pytest.mark.worker
 def test_worker_killed_mid_chunk_loses_nothing(start_worker, dataset, settings):
     settings.CURATOR_ALIGN_CHUNK_SIZE = 6
     dataset.upsample = 2  # slower images, so the kill lands inside a chunk
@@ -130,8 +133,11 @@ def test_worker_killed_mid_chunk_loses_nothing(start_worker, dataset, settings):
     job = wait_for(job, lambda j: j.is_finished, timeout=90, worker=second)
     assert_every_image_accounted_for(job)
     assert job.resumed_count == 0  # finished by redelivery (acks_late), not by the stale check
+    # Some images were started by the killed worker and aligned again by the new one.
+    assert SourceImage.objects.filter(alignment_job=job, align_attempts__gte=2).exists()
 
 
+@pytest.mark.worker
 def test_stale_job_is_resumed_by_a_starting_worker(start_worker, dataset, settings):
     settings.CURATOR_ALIGN_CHUNK_SIZE = 4
     images = import_fixture_faces(dataset, limit=6)
@@ -153,6 +159,7 @@ def test_stale_job_is_resumed_by_a_starting_worker(start_worker, dataset, settin
     assert_every_image_accounted_for(job)
 
 
+@pytest.mark.worker
 def test_stale_job_seen_on_its_page_is_resumed(start_worker, dataset, alice_client, settings):
     images = import_fixture_faces(dataset, limit=4)
     worker = start_worker(queues="align", concurrency=1)

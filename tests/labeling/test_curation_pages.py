@@ -127,3 +127,9 @@ def test_bulk_over_many_ids_and_a_foreign_one(alice, dataset):
     with pytest.raises(services.InvalidChange, match="1 of the 151 face ids"):
         services.faces_update(user=alice, dataset=dataset, faces=[*ids, foreign.pk], changes={"label": "female"})
     assert Face.objects.filter(dataset=dataset, label="male").count() == 150
+
+
+def test_dataset_page_links_to_the_labeling_pages(bob_client, dataset, faces):
+    body = bob_client.get(f"/datasets/{dataset.pk}/").content.decode()
+    for url in ("", "curate/", "duplicates/", "history/"):
+        assert f'href="/labeling/{dataset.pk}/{url}"' in body

@@ -46,6 +46,13 @@ def test_filters_combine_and_stay_in_the_links(bob_client, dataset, faces):
     assert response.context["flt"].querystring == "label=male&min_size=100&sort=-sharpness"
 
 
+def test_sort_by_a_metadata_column(bob_client, dataset, faces):
+    response = bob_client.get(f"/labeling/{dataset.pk}/", {"sort": "-m_age"})
+    ages = [Face.objects.get(pk=i).image.metadata["age"] for i in grid_ids(response)]
+    assert ages == sorted(ages, reverse=True) and len(ages) == 30
+    assert '<option value="-m_age" selected>' in response.content.decode()
+
+
 @pytest.mark.parametrize(
     ("params", "check"),
     [

@@ -84,6 +84,7 @@ def test_a_run_whose_worker_stopped_reporting_is_marked_failed(dataset, alice, s
     assert run.status == JobStatus.FAILED and "stopped reporting" in run.error
 
 
+@pytest.mark.worker
 def test_a_run_on_the_train_worker_scores_every_labelled_face(start_worker, client, dataset, alice):
     faces = labelled_faces(dataset)
     worker = start_worker(queues="train", concurrency=1)
@@ -112,7 +113,9 @@ def test_a_run_on_the_train_worker_scores_every_labelled_face(start_worker, clie
         given = run.classes.index(score.given_label)
         below = score.probabilities[given] < thresholds[score.given_label] - 1e-4
         other_above = any(
-            p >= thresholds[c] + 1e-4 for i, (c, p) in enumerate(zip(run.classes, score.probabilities)) if i != given
+            p >= thresholds[c] + 1e-4
+            for i, (c, p) in enumerate(zip(run.classes, score.probabilities, strict=True))
+            if i != given
         )
         if below and other_above:
             assert score.is_label_issue

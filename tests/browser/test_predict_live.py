@@ -1,0 +1,67 @@
+"""Live mode: the browser's camera (Chromium's fake device playing a clip of a face) is sent frame
+after frame and each answer's boxes are drawn over the video as they come."""
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import PASSWORD
+from tests.training.predict_support import embedding_version, labelled_faces, lfw_photo
+
+
+def face_clip(path, frames: int = 30) -> None:
+    """An MJPEG clip (what Chromium's fake camera plays) of a face drifting across the frame."""
+    with Image.open(lfw_photo("female", 0)) as face:
+        face = face.convert("RGB").resize((300, 300))
+    with open(path, "wb") as out:
+        for i in range(frames):
+            frame = Image.new("RGB", (640, 480), (120, 120, 118))
+            frame.paste(face, (120 + 4 * i, 90))
+            buffer = io.BytesIO()
+            frame.save(buffer, "JPEG", quality=85)
+            out.write(buffer.getvalue())
+
+
+@pytest.mark.browser
+def test_live_mode_draws_boxes_on_camera_frames(browser, live_server, dataset, alice, tmp_path):
+    labelled_faces(dataset)
+    embedding_version(dataset, alice, predictions=False)
+    clip = tmp_path / "face.mjpeg"
+    face_clip(clip)
+    camera = [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
+    # A second Chromium from the session's Playwright, with the fake camera switched on.
+    camera_browser = browser.browser_type.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera)
+    try:
+        context = camera_browser.new_context(base_url=live_server.url, permissions=["camera"])
+        context.set_default_timeout(30_000)
+        page = context.new_page()
+        page.goto("/accounts/login/")
+        page.fill("#id_username", alice.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        page.goto("/predict/")
+        page.click("#camera-start")
+        page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+        page.check("#camera-live")
+        page.locator("#live-overlay .pbox").first.wait_for(state="visible", timeout=60_000)
+        page.wait_for_timeout(3000)
+        stats = page.inner_text("#live-stats")
+        fps = float(re.match(r"([\d.]+) frames/s", stats).group(1))
+        print(f"live mode on the test server: {stats}")
+        assert fps > 0 and "1 face(s)" in stats
+        page.uncheck("#camera-live")
+        assert page.locator("#live-overlay .pbox").count() == 0
+        # A still frame from the camera goes through the same path as a chosen photo.
+        page.click("#camera-snap")
+        page.locator(".result .pbox").first.wait_for(state="visible", timeout=30_000)
+        assert "camera-" in page.inner_text(".result .name")
+    finally:
+        camera_browser.close()
