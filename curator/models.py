@@ -210,7 +210,7 @@ class Face(models.Model):
     )
     phash = models.BigIntegerField(null=True, blank=True, help_text="64-bit perceptual hash of the crop.")
     # Label state.
-    label = models.CharField(max_length=64, blank=True, db_index=True)
+    label = models.CharField(max_length=64, blank=True)  # indexed with dataset in Meta.indexes
     label_origin = models.CharField(max_length=8, choices=LabelOrigin.choices, blank=True, default="")
     suggested_label = models.CharField(
         max_length=64, blank=True, help_text="A model's suggestion, never taken as a human label."
