@@ -56,7 +56,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         **COMMON,
         "epochs": 30,
         "batch_size": 64,
-        "learning_rate": 3e-3,
+        "learning_rate": 2e-3,
         "lr_schedule": "cosine",
         "patience": 8,
         "input_size": 96,

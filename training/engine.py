@@ -130,17 +130,20 @@ def build_cnn(*, n_classes: int, config: dict):
     in: scaling and augmentation are layers of the model (augmentation is off at inference)."""
     size = config["input_size"]
     inputs = keras.Input((size, size, 3), name="pixels")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    x = inputs
     if config.get("augment", True):
+        # On raw 0-255 pixels: RandomContrast clips to its value_range, (0, 255) by default.
         x = layers.RandomFlip("horizontal")(x)
         x = layers.RandomRotation(0.04, fill_mode="nearest")(x)
         x = layers.RandomZoom((-0.1, 0.1), fill_mode="nearest")(x)
         x = layers.RandomTranslation(0.06, 0.06, fill_mode="nearest")(x)
         x = layers.RandomContrast(0.2)(x)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)
 
     def conv(x, filters, strides=1):
         x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        # Faster-moving statistics than Keras' 0.99: a small dataset has few batches per epoch.
+        x = layers.BatchNormalization(momentum=0.9)(x)
         return layers.ReLU()(x)
 
     x = conv(x, 32, strides=2)

@@ -118,66 +118,66 @@ def read_image_bytes(request: Request) -> bytes:
     return body
 
 
-@extend_schema(
-    operation_id="predict",
-    summary="Detect, align and classify every face of a photo",
-    description=(
-        "Send the photo as the raw request body (`Content-Type: image/jpeg`, `image/png`, ... or "
-        "`application/octet-stream`) or as the multipart field `image`. Without `model_version` or "
-        "`dataset` the active model of your only dataset with one is used. A photo without a face "
-        "answers 200 with an empty `faces` list."
-    ),
-    parameters=[
-        OpenApiParameter("model_version", int, description="Model version id (inactive ones: curators only)."),
-        OpenApiParameter("dataset", int, description="Use the active model version of this dataset."),
-    ],
-    request={
-        "multipart/form-data": PredictUploadSerializer,
-        "image/*": OpenApiTypes.BINARY,
-        "application/octet-stream": OpenApiTypes.BINARY,
-    },
-    responses={
-        200: PredictResponseSerializer,
-        400: OpenApiResponse(ERROR, description="No image in the request, or a bad parameter."),
-        401: OpenApiResponse(description="No or a wrong token."),
-        404: OpenApiResponse(ERROR, description="A dataset or model version you cannot see."),
-        409: OpenApiResponse(ERROR, description="No active model, or an inactive version (non-curators)."),
-        413: OpenApiResponse(ERROR, description="Too many bytes or pixels."),
-        415: OpenApiResponse(ERROR, description="The body is not an image."),
-    },
-    examples=[
-        OpenApiExample(
-            "One face",
-            response_only=True,
-            value={
-                "model_version": {
-                    "id": 3,
-                    "number": 2,
-                    "dataset": 1,
-                    "architecture": "embedding",
-                    "classes": ["female", "male"],
-                    "is_active": True,
-                },
-                "image": {"width": 640, "height": 480},
-                "faces": [
-                    {
-                        "index": 0,
-                        "box": {"left": 251, "top": 140, "right": 390, "bottom": 279},
-                        "label": "female",
-                        "confidence": 0.97,
-                        "probabilities": {"female": 0.97, "male": 0.03},
-                        "detector_score": 1.8,
-                    }
-                ],
-                "timings_ms": {"decode": 2.1, "load": 0.0, "detect_align": 21.0, "classify": 14.2, "total": 37.5},
-            },
-        )
-    ],
-    tags=["predict"],
-)
 class PredictView(APIView):
     parser_classes = [MultiPartParser, RawImageParser]
 
+    @extend_schema(
+        operation_id="predict",
+        summary="Detect, align and classify every face of a photo",
+        description=(
+            "Send the photo as the raw request body (`Content-Type: image/jpeg`, `image/png`, ... or "
+            "`application/octet-stream`) or as the multipart field `image`. Without `model_version` or "
+            "`dataset` the active model of your only dataset with one is used. A photo without a face "
+            "answers 200 with an empty `faces` list."
+        ),
+        parameters=[
+            OpenApiParameter("model_version", int, description="Model version id (inactive ones: curators only)."),
+            OpenApiParameter("dataset", int, description="Use the active model version of this dataset."),
+        ],
+        request={
+            "multipart/form-data": PredictUploadSerializer,
+            "image/*": OpenApiTypes.BINARY,
+            "application/octet-stream": OpenApiTypes.BINARY,
+        },
+        responses={
+            200: PredictResponseSerializer,
+            400: OpenApiResponse(ERROR, description="No image in the request, or a bad parameter."),
+            401: OpenApiResponse(description="No or a wrong token."),
+            404: OpenApiResponse(ERROR, description="A dataset or model version you cannot see."),
+            409: OpenApiResponse(ERROR, description="No active model, or an inactive version (non-curators)."),
+            413: OpenApiResponse(ERROR, description="Too many bytes or pixels."),
+            415: OpenApiResponse(ERROR, description="The body is not an image."),
+        },
+        examples=[
+            OpenApiExample(
+                "One face",
+                response_only=True,
+                value={
+                    "model_version": {
+                        "id": 3,
+                        "number": 2,
+                        "dataset": 1,
+                        "architecture": "embedding",
+                        "classes": ["female", "male"],
+                        "is_active": True,
+                    },
+                    "image": {"width": 640, "height": 480},
+                    "faces": [
+                        {
+                            "index": 0,
+                            "box": {"left": 251, "top": 140, "right": 390, "bottom": 279},
+                            "label": "female",
+                            "confidence": 0.97,
+                            "probabilities": {"female": 0.97, "male": 0.03},
+                            "detector_score": 1.8,
+                        }
+                    ],
+                    "timings_ms": {"decode": 2.1, "load": 0.0, "detect_align": 21.0, "classify": 14.2, "total": 37.5},
+                },
+            )
+        ],
+        tags=["predict"],
+    )
     def post(self, request: Request) -> Response:
         try:
             version = serving.model_version_for(
