@@ -201,7 +201,9 @@ def _defaults(architecture: str) -> dict:
     return config_build(architecture)
 
 
-def bench_cnn(paths: list[str], splits, architecture: str, epochs: int, time_limit_s: float) -> dict:
+def bench_cnn(
+    paths: list[str], splits, architecture: str, epochs: int, time_limit_s: float, patience: int | None = None
+) -> dict:
     from training import engine
     from training.inference import outputs_to_probabilities
 
@@ -210,6 +212,8 @@ def bench_cnn(paths: list[str], splits, architecture: str, epochs: int, time_lim
 
     (xt, yt), (xv, yv), (xs, ys) = data("train"), data("val"), data("test")
     config = {**_defaults(architecture), "epochs": epochs, "seed": 0}
+    if patience:
+        config["patience"] = patience
     print(f"{architecture}: {config}")
     fit = engine.fit(
         architecture=architecture,
@@ -239,6 +243,7 @@ def main() -> None:
     parser.add_argument("--cnn-epochs", type=int, default=24)
     parser.add_argument("--seed-cnn-epochs", type=int, default=20)
     parser.add_argument("--time-limit", type=float, default=14 * 60, help="seconds of training per CNN at most")
+    parser.add_argument("--cnn-patience", type=int, default=None, help="early-stopping patience of the cnn")
     parser.add_argument("--crops", choices=("aligned", "raw"), default="aligned")
     parser.add_argument("--processes", type=int, default=2, help="for alignment and descriptors")
     parser.add_argument("--dataset", default=str(settings.CURATOR_DEV_DATASET))
@@ -265,7 +270,8 @@ def main() -> None:
             figures = bench_embedding(paths, rows, splits, args.runs, args.processes)
         else:
             epochs = args.cnn_epochs if name == "cnn" else args.seed_cnn_epochs
-            figures = bench_cnn(paths, splits, name, epochs, args.time_limit)
+            patience = args.cnn_patience if name == "cnn" else None
+            figures = bench_cnn(paths, splits, name, epochs, args.time_limit, patience)
         print(f"{name}: wall time {time.monotonic() - started:.1f} s")
         result[f"{key}_acc"] = round(figures["acc"], 4)
         result[f"{key}_train_s"] = round(figures["train_s"], 1)
