@@ -240,7 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="embedding,cnn,seed-cnn")
     parser.add_argument("--runs", type=int, default=3, help="fits of the embedding head (medians reported)")
-    parser.add_argument("--cnn-epochs", type=int, default=24)
+    parser.add_argument("--cnn-epochs", type=int, default=50)
     parser.add_argument("--seed-cnn-epochs", type=int, default=20)
     parser.add_argument("--time-limit", type=float, default=14 * 60, help="seconds of training per CNN at most")
     parser.add_argument("--cnn-patience", type=int, default=None, help="early-stopping patience of the cnn")
