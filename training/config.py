@@ -54,11 +54,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     Architecture.CNN: {
         **COMMON,
-        "epochs": 30,
+        # Chosen on the dev set's validation split (bench/train.py): 50 epochs of cosine decay
+        # beat 24 (validation 0.852 against 0.843).
+        "epochs": 50,
         "batch_size": 64,
         "learning_rate": 2e-3,
         "lr_schedule": "cosine",
-        "patience": 8,
+        "patience": 15,
         "input_size": 96,
         "dropout": 0.3,
         "weight_decay": 1e-4,
