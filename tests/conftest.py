@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
+from django.test import Client
 
 from curator.models import Dataset, Membership
 
@@ -80,22 +81,26 @@ def dataset(alice, bob) -> Dataset:
     return ds
 
 
-@pytest.fixture
-def alice_client(client, alice):
-    client.force_login(alice)
+def logged_in_client(user: User) -> Client:
+    """A test client of its own per user, so alice_client and bob_client can be used side by side."""
+    client = Client()
+    client.force_login(user)
     return client
 
 
 @pytest.fixture
-def bob_client(client, bob):
-    client.force_login(bob)
-    return client
+def alice_client(alice) -> Client:
+    return logged_in_client(alice)
 
 
 @pytest.fixture
-def charlie_client(client, charlie):
-    client.force_login(charlie)
-    return client
+def bob_client(bob) -> Client:
+    return logged_in_client(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie) -> Client:
+    return logged_in_client(charlie)
 
 
 def database_url_of_test_db() -> str:

@@ -443,6 +443,13 @@ def model_version_deactivate(*, model_version: ModelVersion) -> ModelVersion:
 # --- Predictions -------------------------------------------------------------------------------------
 
 
+def predictions_queue(*, model_version: ModelVersion) -> None:
+    """Recompute the version's predictions on the `predict` queue once the transaction commits."""
+    from training import tasks
+
+    transaction.on_commit(lambda: tasks.predict_version.delay(model_version.pk))
+
+
 def predictions_compute(*, model_version: ModelVersion, batch_size: int = 256, progress=None, faces=None) -> int:
     """Store the version's probabilities for every face of its dataset (or `faces`), in batches.
     Re-running replaces the rows (keyed by face and version). Faces whose crop file is gone are

@@ -12,3 +12,13 @@ def train_model(job_id: int) -> str:
     from training.services import training_job_run
 
     return training_job_run(job_id=job_id).status
+
+
+@shared_task(name="training.tasks.predict_version", acks_late=True)
+def predict_version(version_id: int) -> int:
+    """Predict every face of a version's dataset again (queue `predict`), e.g. after new photos
+    were imported and aligned. Safe to run twice: predictions are keyed by face and version."""
+    from training.models import ModelVersion
+    from training.services import predictions_compute
+
+    return predictions_compute(model_version=ModelVersion.objects.get(pk=version_id))

@@ -15,4 +15,5 @@ urlpatterns = [
     path("versions/<int:version_id>/plots/<slug:kind>.svg", views.version_plot, name="version_plot"),
     path("versions/<int:version_id>/snapshot.csv", views.version_snapshot, name="version_snapshot"),
     path("versions/<int:version_id>/activate/", views.version_activate, name="version_activate"),
+    path("versions/<int:version_id>/predict/", views.version_predict, name="version_predict"),
 ]

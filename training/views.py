@@ -184,6 +184,17 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
     return redirect("training:version_detail", version_id=version.pk)
 
 
+@require_POST
+def version_predict(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Queue predictions of every face of the dataset (faces imported since training included)."""
+    version = selectors.version_for(request.user, version_id)
+    if not can_curate(request.user, version.dataset):
+        raise PermissionDenied("Only curators of this dataset may recompute predictions.")
+    services.predictions_queue(model_version=version)
+    messages.success(request, f"Predictions of version {version.number} for every face are being computed.")
+    return redirect("training:version_detail", version_id=version.pk)
+
+
 def version_compare(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id)
     versions = selectors.dataset_versions(dataset=dataset)

@@ -2,7 +2,6 @@
 selection and its revert (with a conflict shown), and the stale-save message a second session
 gets when someone else changed the face first."""
 
-import os
 import re
 
 import pytest
@@ -13,30 +12,7 @@ from labeling.models import BulkAction
 from tests.conftest import PASSWORD
 from tests.labeling.factories import make_faces
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
-# browser steps are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def logged_in_page(browser, live_server, username: str):
