@@ -36,7 +36,10 @@ def test_alice_trains_a_model_and_watches_the_job_page(new_page, transactional_d
     assert "Succeeded" in page.inner_text("#job-status")
     assert "3 / 3" in page.inner_text("#job-epoch")
     assert "epoch 3:" in page.inner_text("#job-log")
-    assert page.eval_on_selector("#job-curves", "img => img.complete && img.naturalWidth > 0")
+    # The curves image was just swapped in with the final status: wait for it to load, then check.
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#job-curves'); return img && img.complete && img.naturalWidth > 0; }"
+    )
     page.click("#job-version")
     page.wait_for_selector("#test-accuracy")
     page.click("#activate")
