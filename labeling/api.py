@@ -257,6 +257,17 @@ class LabelChange(APIView):
         return Response(BulkActionSerializer(action).data)
 
 
+def _revert_response(result) -> Response:
+    """What an undo or a revert did: the new action, the faces put back, and the conflicts kept."""
+    return Response(
+        {
+            "action": BulkActionSerializer(result.action).data,
+            "reverted": result.reverted,
+            "conflicts": result.conflicts,
+        }
+    )
+
+
 class Undo(APIView):
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Undo your latest change on this dataset")
     def post(self, request, dataset_id: int):
@@ -265,13 +276,7 @@ class Undo(APIView):
             result = services.bulk_action_undo_last(user=request.user, dataset=dataset)
         except services.LabelingError as exc:
             return _labeling_error(exc)
-        return Response(
-            {
-                "action": BulkActionSerializer(result.action).data,
-                "reverted": result.reverted,
-                "conflicts": result.conflicts,
-            }
-        )
+        return _revert_response(result)
 
 
 class ActionList(APIView):
@@ -296,13 +301,7 @@ class ActionRevert(APIView):
             result = services.bulk_action_revert(user=request.user, action=action)
         except services.LabelingError as exc:
             return _labeling_error(exc)
-        return Response(
-            {
-                "action": BulkActionSerializer(result.action).data,
-                "reverted": result.reverted,
-                "conflicts": result.conflicts,
-            }
-        )
+        return _revert_response(result)
 
 
 class Splits(APIView):
