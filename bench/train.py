@@ -152,10 +152,9 @@ def bench_embedding(paths: list[str], rows, splits, runs: int, processes: int) -
         {"hidden_units": 128, "dropout": 0.3},
         {"hidden_units": 256, "dropout": 0.5},
     ]
-    best = None
-    for options in grid:
-        config = {**_defaults("embedding"), **options, "seed": 0}
-        fit = engine.fit(
+
+    def fit_head(config: dict):
+        return engine.fit(
             architecture="embedding",
             config=config,
             classes=CLASSES,
@@ -165,6 +164,11 @@ def bench_embedding(paths: list[str], rows, splits, runs: int, processes: int) -
             val_labels=yv,
             reporter=engine.ConsoleReporter(verbose=False),
         )
+
+    best = None
+    for options in grid:
+        config = {**_defaults("embedding"), **options, "seed": 0}
+        fit = fit_head(config)
         val_acc = float((outputs_to_probabilities(np.asarray(fit.model(xv)), fit.output).argmax(1) == yv).mean())
         print(
             f"  candidate {options}: validation accuracy {val_acc:.4f}, {fit.seconds:.1f} s, {len(fit.history)} epochs"
@@ -175,16 +179,7 @@ def bench_embedding(paths: list[str], rows, splits, runs: int, processes: int) -
     accs, secs, metrics = [], [], None
     for seed in range(runs):
         config = {**_defaults("embedding"), **best[1], "seed": seed}
-        fit = engine.fit(
-            architecture="embedding",
-            config=config,
-            classes=CLASSES,
-            train_inputs=xt,
-            train_labels=yt,
-            val_inputs=xv,
-            val_labels=yv,
-            reporter=engine.ConsoleReporter(verbose=False),
-        )
+        fit = fit_head(config)
         probs = outputs_to_probabilities(np.asarray(fit.model(xs)), fit.output)
         m = evaluate(classes=CLASSES, y_true=ys, probabilities=probs, slices=[r["slices"] for r in splits["test"]])
         accs.append(m["accuracy"])
