@@ -25,6 +25,9 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from postgres_admin import ensure_database  # noqa: E402 (bench/, beside this script)
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/curator_bench"
 os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "curator.settings")
@@ -44,25 +47,6 @@ FILTERS = [
     ("page 400", {"page": "400"}),
     ("excluded", {"label": "excluded"}),
 ]
-
-
-def ensure_database(url: str) -> None:
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(url)
-    if "postgresql" not in cfg["ENGINE"]:
-        raise SystemExit("bench/grid.py measures PostgreSQL: set DATABASE_URL to a postgres:// URL.")
-    conninfo = dict(
-        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres", dbname="postgres"
-    )
-    if cfg["PASSWORD"]:
-        conninfo["password"] = cfg["PASSWORD"]
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
-            print(f"created database {cfg['NAME']}")
 
 
 def fill(n: int, reset: bool):
@@ -200,7 +184,7 @@ def main() -> None:
     parser.add_argument("--reset", action="store_true", help="rebuild the bench dataset")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"])
+    ensure_database(os.environ["DATABASE_URL"], "DATABASE_URL")
     import django
 
     django.setup()

@@ -41,6 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from postgres_admin import drop_database, recreate_database  # noqa: E402 (bench/, beside this script)
+
 FIXTURES = ROOT / "tests" / "fixtures" / "faces"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/curator_bench_serve"
 PASSWORD = secrets.token_urlsafe(16)
@@ -62,37 +65,6 @@ def production_env(database_url: str, media_root: str) -> dict[str, str]:
         TF_CPP_MIN_LOG_LEVEL="2",
     )
     return env
-
-
-def recreate_database(url: str) -> None:
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(url)
-    if "postgresql" not in cfg["ENGINE"]:
-        raise SystemExit("bench/serve.py runs on PostgreSQL: set BENCH_DATABASE_URL to a postgres:// URL.")
-    conninfo = dict(
-        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres", dbname="postgres"
-    )
-    if cfg["PASSWORD"]:
-        conninfo["password"] = cfg["PASSWORD"]
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{cfg["NAME"]}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
-
-
-def drop_database(url: str) -> None:
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(url)
-    conninfo = dict(
-        host=cfg["HOST"] or "127.0.0.1", port=cfg["PORT"] or 5432, user=cfg["USER"] or "postgres", dbname="postgres"
-    )
-    if cfg["PASSWORD"]:
-        conninfo["password"] = cfg["PASSWORD"]
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{cfg["NAME"]}" WITH (FORCE)')
 
 
 def setup_data(architecture: str, upsample: int) -> tuple[str, int]:
@@ -242,44 +214,20 @@ def warm(client: Client, workers: int) -> None:
     raise SystemExit("the server did not warm up")
 
 
-def face_clip(path: str, frames: int = 30) -> None:
-    """An MJPEG clip (what Chromium's fake camera plays) of a face drifting across a 640x480 frame."""
-    from PIL import Image
-
-    with Image.open(sorted((FIXTURES / "lfw" / "female").glob("*.jpg"))[0]) as face:
-        face = face.convert("RGB").resize((300, 300))
-    with open(path, "wb") as out:
-        for i in range(frames):
-            frame = Image.new("RGB", (640, 480), (120, 120, 118))
-            frame.paste(face, (120 + 4 * i, 90))
-            buffer = io.BytesIO()
-            frame.save(buffer, "JPEG", quality=85)
-            out.write(buffer.getvalue())
-
-
 def live_mode_fps(port: int, seconds: float, workdir: str) -> float | None:
     """Frames per second the predict page's live mode reaches in Chromium (fake camera playing a
     face), as the page itself reports it; None when Chromium is missing."""
-    chromium = os.environ.get("CURATOR_CHROMIUM", "/usr/bin/chromium")
-    if not os.path.exists(chromium):
+    from tests.chromium import CHROMIUM, CHROMIUM_ARGS, face_clip, fake_camera_args
+
+    if not os.path.exists(CHROMIUM):
         return None
     from playwright.sync_api import sync_playwright
 
     clip = os.path.join(workdir, "face.mjpeg")
     face_clip(clip)
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
+    args = CHROMIUM_ARGS + fake_camera_args(clip)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=args)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
             page = browser.new_context(base_url=f"http://127.0.0.1:{port}", permissions=["camera"]).new_page()
             page.goto("/accounts/login/")
@@ -327,7 +275,7 @@ def main() -> None:
     media_root = tempfile.mkdtemp(prefix="curator-bench-serve-")
     env = production_env(database_url, media_root)
     os.environ.update(env)
-    recreate_database(database_url)
+    recreate_database(database_url, "BENCH_DATABASE_URL")
     server = None
     try:
         token, version_id = setup_data(args.architecture, args.upsample)
@@ -401,7 +349,7 @@ def main() -> None:
             from django.db import connections
 
             connections.close_all()
-            drop_database(database_url)
+            drop_database(database_url, "BENCH_DATABASE_URL")
             shutil.rmtree(media_root, ignore_errors=True)
 
 

@@ -1,28 +1,13 @@
 """Live mode: the browser's camera (Chromium's fake device playing a clip of a face) is sent frame
 after frame and each answer's boxes are drawn over the video as they come."""
 
-import io
 import re
 
 import pytest
-from PIL import Image
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, face_clip, fake_camera_args
 from tests.conftest import PASSWORD
-from tests.training.predict_support import embedding_version, labelled_faces, lfw_photo
-
-
-def face_clip(path, frames: int = 30) -> None:
-    """An MJPEG clip (what Chromium's fake camera plays) of a face drifting across the frame."""
-    with Image.open(lfw_photo("female", 0)) as face:
-        face = face.convert("RGB").resize((300, 300))
-    with open(path, "wb") as out:
-        for i in range(frames):
-            frame = Image.new("RGB", (640, 480), (120, 120, 118))
-            frame.paste(face, (120 + 4 * i, 90))
-            buffer = io.BytesIO()
-            frame.save(buffer, "JPEG", quality=85)
-            out.write(buffer.getvalue())
+from tests.training.predict_support import embedding_version, labelled_faces
 
 
 @pytest.mark.browser
@@ -31,11 +16,7 @@ def test_live_mode_draws_boxes_on_camera_frames(browser, live_server, dataset, a
     embedding_version(dataset, alice, predictions=False)
     clip = tmp_path / "face.mjpeg"
     face_clip(clip)
-    camera = [
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
+    camera = fake_camera_args(clip)
     # A second Chromium from the session's Playwright, with the fake camera switched on.
     camera_browser = browser.browser_type.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera)
     try:
