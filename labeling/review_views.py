@@ -1,5 +1,6 @@
 """Review pages: the queue of faces a model version (or an out-of-fold run) disputes, the
-active-learning queue of unlabelled faces, starting out-of-fold runs and one-click retraining.
+active-learning queue of unlabelled faces, a version's suggestions (pre-labels) with one-key and
+bulk accept, starting out-of-fold runs and one-click retraining.
 Views parse, check the role, call labeling.review / training services and render; JSON answers
 are for the queue's keyboard script."""
 
@@ -19,8 +20,9 @@ from curator.models import Dataset, Face
 from curator.permissions import can_annotate, can_curate, get_dataset_for
 from labeling import review, services
 from labeling.keys import class_keys_for
-from labeling.models import ReviewDecision
 from training.models import JobStatus, ModelVersion, OutOfFoldRun, TrainingJob
+
+PRETRAINED = "pretrained"  # training.models.Architecture.PRETRAINED
 
 
 def _error(message: str, status: int = HTTPStatus.BAD_REQUEST, **extra) -> JsonResponse:
@@ -78,13 +80,15 @@ def index(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
     dataset = get_dataset_for(request.user, dataset_id)
     versions = []
-    for version in ModelVersion.objects.filter(dataset=dataset).order_by("-number"):
+    for version in ModelVersion.objects.filter(dataset=dataset).select_related("dataset").order_by("-number"):
         versions.append(
             {
                 "version": version,
                 "disputed": review.disagreement_queue(model_version=version).count(),
                 "unlabelled": review.active_learning_queue(model_version=version).count(),
-                "reviewed": ReviewDecision.objects.filter(model_version=version).count(),
+                "suggestions": review.suggestions_queue(model_version=version).count(),
+                "reviewed": review.queue_decisions(model_version=version).count(),
+                "pretrained": version.architecture == PRETRAINED,
             }
         )
     runs = []
@@ -102,6 +106,9 @@ def index(request: HttpRequest, dataset_id: int) -> HttpResponse:
         {
             "dataset": dataset,
             "versions": versions,
+            # Pre-labels of a pretrained model are useful before anyone has labelled a face:
+            # the index offers them first.
+            "pretrained": [row for row in versions if row["pretrained"] and row["suggestions"]],
             "runs": runs,
             "can_curate": can_curate(request.user, dataset),
             "rankings": review.RANKINGS,
@@ -164,6 +171,13 @@ def _queue_target(dataset: Dataset, data: dict) -> tuple[ModelVersion | None, Ou
     return None, run
 
 
+def _queue_name(data: dict) -> str:
+    queue = str(data.get("queue") or review.DISAGREEMENT)
+    if queue not in review.QUEUES:
+        raise services.InvalidChange(f"Unknown queue “{queue}”: use {' or '.join(review.QUEUES)}.")
+    return queue
+
+
 @require_POST
 def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
     dataset = get_dataset_for(request.user, dataset_id)
@@ -172,6 +186,7 @@ def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
     try:
         data = _body(request)
         version, run = _queue_target(dataset, data)
+        queue = _queue_name(data)
         decision = str(data.get("decision") or "")
         decision = review.DECISION_KEYS.get(decision, decision)
         record = review.review_decide(
@@ -182,6 +197,8 @@ def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
             model_version=version,
             run=run,
             expected_version=_int(data, "version", required=False),
+            queue=queue,
+            label=str(data.get("label") or ""),
         )
     except services.StaleFace as exc:
         return _error(exc.message, HTTPStatus.CONFLICT, current=exc.current)
@@ -194,7 +211,7 @@ def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
             "decision": record.decision,
             "decision_label": record.get_decision_display(),
             "face": _face_state(face),
-            "progress": review.review_progress(model_version=version, run=run),
+            "progress": review.review_progress(model_version=version, run=run, queue=queue),
         }
     )
 
@@ -203,8 +220,12 @@ def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
 def undo(request: HttpRequest, dataset_id: int) -> JsonResponse:
     dataset = get_dataset_for(request.user, dataset_id)
     try:
-        version, run = _queue_target(dataset, _body(request))
-        record = review.review_undo_last(user=request.user, dataset=dataset, model_version=version, run=run)
+        data = _body(request)
+        version, run = _queue_target(dataset, data)
+        queue = _queue_name(data)
+        record = review.review_undo_last(
+            user=request.user, dataset=dataset, model_version=version, run=run, queue=queue
+        )
     except services.LabelingError as exc:
         return _error(exc.message)
     face = Face.objects.get(pk=record.face_id)
@@ -213,7 +234,7 @@ def undo(request: HttpRequest, dataset_id: int) -> JsonResponse:
             "ok": True,
             "face": _face_state(face),
             "undone": record.decision,
-            "progress": review.review_progress(model_version=version, run=run),
+            "progress": review.review_progress(model_version=version, run=run, queue=queue),
         }
     )
 
@@ -237,6 +258,86 @@ def active_queue(request: HttpRequest, dataset_id: int, version_id: int) -> Http
             "keys": keys,
             "keys_json": json.dumps(keys),
             "class_index": {name: i for i, name in enumerate(dataset.classes)},
+        },
+    )
+
+
+# --- Suggestions (pre-labels) ---------------------------------------------------------------------------
+
+DEFAULT_BULK_THRESHOLD = 0.95
+
+
+@require_GET
+def suggestions(request: HttpRequest, dataset_id: int, version_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id)
+    version = _version(dataset, version_id)
+    keys = class_keys_for(dataset)
+    return render(
+        request,
+        "labeling/review_suggestions.html",
+        {
+            "dataset": dataset,
+            "version": version,
+            "items": review.suggestion_items(model_version=version),
+            "progress": review.review_progress(model_version=version, queue=review.SUGGESTIONS),
+            "ranking_text": review.RANKINGS[review.SUGGESTIONS],
+            "keys": keys,
+            "keys_json": json.dumps(keys),
+            "class_index": {name: i for i, name in enumerate(dataset.classes)},
+            "foreign_classes": [c for c in version.classes if c not in dataset.classes],
+            "can_annotate": can_annotate(request.user, dataset),
+            "can_curate": can_curate(request.user, dataset),
+            "default_threshold": DEFAULT_BULK_THRESHOLD,
+            "decide_url": reverse("review:decide", args=[dataset.pk]),
+            "undo_url": reverse("review:undo", args=[dataset.pk]),
+        },
+    )
+
+
+def suggestions_accept(request: HttpRequest, dataset_id: int, version_id: int) -> HttpResponse:
+    """GET: how many suggestions at or above `min_confidence` a bulk accept would label, per
+    class, with a sample, and a confirm button. POST (with the count shown): do it, as one
+    recorded action. Curators only: like the exclusion rules it changes many faces no person
+    looked at one by one."""
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    version = _version(dataset, version_id)
+    queue_url = reverse("review:suggestions", args=[dataset.pk, version.pk])
+    if request.method == "POST":
+        try:
+            expected = _int(request.POST.dict(), "expected_count")
+            action = review.suggestions_accept_bulk(
+                user=request.user,
+                dataset=dataset,
+                model_version=version,
+                min_confidence=request.POST.get("min_confidence"),
+                expected_count=expected,
+            )
+        except services.LabelingError as exc:
+            messages.error(request, f"Nothing accepted: {exc.message}")
+            return redirect(queue_url)
+        messages.success(
+            request,
+            f"Accepted {action.face_count} suggestion{'s' if action.face_count != 1 else ''} of v{version.number} "
+            f"as labels: action #{action.pk} in the history, where reverting it takes them all back.",
+        )
+        return redirect(queue_url)
+    if request.method != "GET":
+        return HttpResponse(status=HTTPStatus.METHOD_NOT_ALLOWED)
+    raw = request.GET.get("min_confidence") or str(DEFAULT_BULK_THRESHOLD)
+    try:
+        preview = review.suggestions_accept_preview(model_version=version, min_confidence=raw)
+    except review.ReviewError as exc:
+        messages.error(request, exc.message)
+        return redirect(queue_url)
+    return render(
+        request,
+        "labeling/review_suggestions_accept.html",
+        {
+            "dataset": dataset,
+            "version": version,
+            "preview": preview,
+            "class_index": {name: i for i, name in enumerate(dataset.classes)},
+            "queue_url": queue_url,
         },
     )
 

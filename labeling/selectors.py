@@ -306,6 +306,7 @@ TILE_FIELDS = (
     "sharpness",
     "yaw",
     "detector_score",
+    "suggested_label",
     "image",
 )
 
@@ -339,6 +340,7 @@ def face_tiles(*, faces: list[Face], classes: list[str]) -> list[dict]:
         quality = f"{f.size_px}px · sharpness {_num(f.sharpness, 0)} · yaw {_num(f.yaw, 1)}° · score {_num(f.detector_score, 2)}"
         model = f"model: {f.pred_label} ({f.pred_confidence:.2f})" if getattr(f, "pred_label", None) else ""
         css = "tile" + (" excluded" if f.is_excluded else "") + (" unsure" if f.is_unsure else "")
+        suggestion = face_suggestion(face=f)
         tiles.append(
             {
                 "id": f.pk,
@@ -350,9 +352,47 @@ def face_tiles(*, faces: list[Face], classes: list[str]) -> list[dict]:
                 "src": media + quote(f.crop, safe="/"),
                 "title": f"face {f.pk} · {f.image.original_name}\n{quality}" + (f"\n{model}" if model else ""),
                 "quality": quality + (f" · {model}" if model else ""),
+                "suggestion": suggestion["text"] if suggestion else "",
+                "suggestion_css": f"c{index.get(suggestion['label'], 9)}" if suggestion else "",
             }
         )
     return tiles
+
+
+def face_suggestion(*, face: Face, model_version=None) -> dict | None:
+    """What to show an unlabelled face as a suggestion, never as its label: the prediction of the
+    grid's model version (`pred_label`/`pred_confidence` attached by faces_attach_predictions, or
+    read here for `model_version`), else the label a model suggested when the photo was added
+    through the predict page (`Face.suggested_label`). None for a labelled face."""
+    if face.label:
+        return None
+    label, confidence = getattr(face, "pred_label", None), getattr(face, "pred_confidence", None)
+    if label is None and model_version is not None:
+        from training.models import Prediction
+
+        row = (
+            Prediction.objects.filter(face=face, model_version=model_version)
+            .values_list("predicted_label", "confidence")
+            .first()
+        )
+        if row:
+            label, confidence = row
+    if label:
+        version = f"v{model_version.number}" if model_version is not None else "the model"
+        return {
+            "label": label,
+            "confidence": confidence,
+            "text": f"suggested: {label} {confidence:.2f}",
+            "source": version,
+        }
+    if face.suggested_label:
+        return {
+            "label": face.suggested_label,
+            "confidence": None,
+            "text": f"suggested: {face.suggested_label}",
+            "source": "the model that predicted the photo",
+        }
+    return None
 
 
 def faces_attach_predictions(*, faces: list[Face], model_version) -> None:
@@ -387,11 +427,16 @@ def metadata_keys(*, dataset: Dataset, sample: int = 300) -> list[str]:
     return keys
 
 
-def face_detail(*, dataset: Dataset, face_id: int) -> dict | None:
+def face_detail(*, dataset: Dataset, face_id: int, model_version=None) -> dict | None:
+    """Everything the detail panel shows. `model_version` is the version whose suggestion an
+    unlabelled face shows (the grid's chosen version; the dataset's active one when None)."""
     face = Face.objects.filter(dataset=dataset, pk=face_id).select_related("image", "image__batch").first()
     if face is None:
         return None
-    from training.models import Prediction
+    from training.models import ModelVersion, Prediction
+
+    if model_version is None:
+        model_version = ModelVersion.objects.filter(dataset=dataset, is_active=True).first()
 
     predictions = (
         Prediction.objects.filter(face=face).select_related("model_version").order_by("-model_version__number")[:10]
@@ -403,6 +448,7 @@ def face_detail(*, dataset: Dataset, face_id: int) -> dict | None:
         # Landmark dots scale with the photo so they stay visible on large originals.
         "lm_radius": round(max(1.0, max(face.image.width, face.image.height) / 250), 1),
         "history": list(LabelEvent.objects.filter(face=face).select_related("user", "action").order_by("-id")[:50]),
+        "suggestion": face_suggestion(face=face, model_version=model_version),
         "predictions": [
             {
                 "version": p.model_version,

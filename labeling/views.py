@@ -115,6 +115,17 @@ def _model_versions(dataset: Dataset):
     return ModelVersion.objects.filter(dataset=dataset).order_by("-number")
 
 
+def _chosen_version(dataset: Dataset, request: HttpRequest):
+    """The model version `?model=` names (the grid's or a review queue's), None otherwise (or
+    when it is not a version of this dataset): the detail panel then uses the active one."""
+    from training.models import ModelVersion
+
+    raw = request.GET.get("model", "")
+    if not raw.isdigit():
+        return None
+    return ModelVersion.objects.filter(dataset=dataset, pk=int(raw)).first()
+
+
 def _without(params: QueryDict, *names: str) -> str:
     q = params.copy()
     for name in names:
@@ -125,7 +136,7 @@ def _without(params: QueryDict, *names: str) -> str:
 @require_GET
 def face_detail(request: HttpRequest, dataset_id: int, face_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id)
-    detail = selectors.face_detail(dataset=dataset, face_id=face_id)
+    detail = selectors.face_detail(dataset=dataset, face_id=face_id, model_version=_chosen_version(dataset, request))
     if detail is None:
         raise Http404("No such face in this dataset.")
     return render(request, "labeling/_face_detail.html", {"dataset": dataset, **detail})

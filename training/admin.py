@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from curator.permissions import can_curate
-from training import services
+from training import guidance, services
 from training.config import ConfigError
 from training.data import TrainingDataError
 from training.forms import TrainingJobForm
@@ -21,14 +21,22 @@ def train_on_dataset(modeladmin, request, queryset):
             request, f"Only curators may train; you do not curate {', '.join(refused)}.", messages.ERROR
         )
         return None
-    form = TrainingJobForm(request.POST if "apply" in request.POST else None)
+    # Ensemble members are versions of one dataset: offered only when one dataset is selected.
+    form = TrainingJobForm(
+        request.POST if "apply" in request.POST else None, dataset=datasets[0] if len(datasets) == 1 else None
+    )
     if "apply" in request.POST and form.is_valid():
+        architecture = form.cleaned_data["architecture"]
         for ds in datasets:
+            why = guidance.architecture_unavailable(architecture=architecture, classes=list(ds.classes))
+            if why:
+                modeladmin.message_user(request, f"{ds.name}: not queued. {why}", messages.ERROR)
+                continue
             try:
                 job = services.training_job_create(
                     dataset=ds,
                     user=request.user,
-                    architecture=form.cleaned_data["architecture"],
+                    architecture=architecture,
                     config=form.cleaned_data["overrides"],
                     keep_best_on_cancel=form.cleaned_data["keep_best_on_cancel"],
                 )
@@ -36,6 +44,10 @@ def train_on_dataset(modeladmin, request, queryset):
                 modeladmin.message_user(request, f"{ds.name}: not queued. {exc}", messages.ERROR)
             else:
                 modeladmin.message_user(request, f"{ds.name}: training job {job.pk} queued.", messages.SUCCESS)
+                n_faces = guidance.dataset_guidance(dataset=ds).n_faces
+                warning = guidance.architecture_warning(architecture=architecture, n_faces=n_faces)
+                if warning:
+                    modeladmin.message_user(request, f"{ds.name}: {warning}", messages.WARNING)
         return None
     return TemplateResponse(
         request,
@@ -44,6 +56,7 @@ def train_on_dataset(modeladmin, request, queryset):
             **modeladmin.admin_site.each_context(request),
             "form": form,
             "datasets": datasets,
+            "advice": [(ds, guidance.dataset_guidance(dataset=ds)) for ds in datasets],
             "action": "train_on_dataset",
         },
     )

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from curator.permissions import can_curate, get_dataset_for, visible_datasets
-from training import selectors, services
-from training.config import ConfigError
+from training import guidance, selectors, services
+from training.config import ConfigError, config_build
 from training.data import TrainingDataError
 from training.models import Architecture, ModelVersion, TrainingJob
 
@@ -51,9 +51,10 @@ class TrainingJobSerializer(serializers.ModelSerializer):
 
 class TrainingJobCreateSerializer(serializers.Serializer):
     dataset = serializers.IntegerField()
-    architecture = serializers.ChoiceField(choices=Architecture.choices, default=Architecture.CNN)
+    architecture = serializers.ChoiceField(choices=Architecture.choices, default=Architecture.EMBEDDING)
     config = serializers.DictField(required=False, default=dict)
-    keep_best_on_cancel = serializers.BooleanField(required=False, default=True)
+    # A cancelled job registers no version unless asked.
+    keep_best_on_cancel = serializers.BooleanField(required=False, default=False)
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -98,6 +99,7 @@ class TrainingJobList(ListAPIView):
         payload = TrainingJobCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         dataset = get_dataset_for(request.user, payload.validated_data["dataset"], curate=True)
+        _check_choice(dataset, payload.validated_data["architecture"], payload.validated_data["config"])
         try:
             job = services.training_job_create(
                 dataset=dataset,
@@ -113,6 +115,26 @@ class TrainingJobList(ListAPIView):
         return Response(TrainingJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
+def _check_choice(dataset, architecture: str, config: dict) -> None:
+    """The train form's checks that need the dataset: an architecture its classes cannot use, and
+    ensemble members that are not versions of this dataset."""
+    why = guidance.architecture_unavailable(architecture=architecture, classes=list(dataset.classes))
+    if why:
+        raise ValidationError({"architecture": [why]})
+    if architecture != Architecture.ENSEMBLE or not config.get("members"):
+        return
+    try:
+        members = config_build(architecture, {"members": config["members"]})["members"]
+    except ConfigError as exc:
+        raise ValidationError({"config": exc.errors}) from exc
+    own = set(ModelVersion.objects.filter(dataset=dataset, pk__in=members).values_list("pk", flat=True))
+    strangers = [pk for pk in members if pk not in own]
+    if strangers:
+        raise ValidationError(
+            {"config": {"members": f"not versions of this dataset: {', '.join(map(str, strangers))}"}}
+        )
+
+
 class TrainingJobDetail(RetrieveAPIView):
     serializer_class = TrainingJobSerializer
 
@@ -126,7 +148,9 @@ class TrainingJobCancel(APIView):
         job = selectors.job_for(request.user, pk)
         if not can_curate(request.user, job.dataset):
             raise PermissionDenied("Only curators of this dataset may cancel training.")
-        keep_best = str(request.data.get("keep_best", "true")).lower() not in {"0", "false", "no"}
+        # Without "keep_best" the choice made when the job was queued stands (off by default).
+        asked = request.data.get("keep_best")
+        keep_best = job.keep_best_on_cancel if asked is None else str(asked).lower() not in {"0", "false", "no", ""}
         job = services.training_job_cancel(job=job, keep_best=keep_best)
         return Response(TrainingJobSerializer(job).data)
 
@@ -154,7 +178,10 @@ class ModelVersionActivate(APIView):
         version = selectors.version_for(request.user, pk)
         if not can_curate(request.user, version.dataset):
             raise PermissionDenied("Only curators of this dataset may activate a model version.")
-        version = services.model_version_activate(model_version=version)
+        try:
+            version = services.model_version_activate(model_version=version)
+        except services.ActivationRefused as exc:
+            return Response({"error": str(exc)}, status=409)
         return Response(ModelVersionSerializer(version).data)
 
 

@@ -1,100 +1,161 @@
-"""dlib's 128-D face descriptor (the ResNet shipped with face-recognition-models) of aligned crops,
-computed once per face and cached in FaceDescriptor.
+"""Face features (training.features) for faces of the database, computed once from each face's
+original photo and cached in FaceDescriptor.
 
-An aligned crop is already a face, so instead of detecting again we run the 5-point landmark
-predictor on the whole crop rectangle and let dlib cut its own 150 px chip from those points."""
+A row is current when it was computed by today's method from the same photo and landmark box;
+anything else is computed again. dlib's network holds the GIL, so a training job computes
+missing features in a pool of processes (CURATOR_FEATURE_PROCESSES, spawned: the worker has
+threads and TensorFlow may be loaded) when there are enough photos to pay for starting it.
 
-import threading
-from collections.abc import Callable, Iterable
+    features = features_for_faces([face.pk, ...], progress=callback)   # {face_id: FaceFeatures}
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from multiprocessing import get_context
 
 import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
 
-from curator.faces.model_files import FACE_DESCRIPTOR_RESNET, SHAPE_PREDICTOR_5, model_path
+from curator.faces.chips import DESCRIPTOR_METHOD
+from curator.faces.pipeline import landmark_box
+from curator.models import Face
+from training import pretrained
+from training.features import FaceFeatures, compute_photos
+from training.models import FaceDescriptor
 
-_local = threading.local()
+# Below this many photos to compute, starting processes (about 2 s each) costs more than it saves.
+POOL_MIN_PHOTOS = 48
+PHOTOS_PER_TASK = 16
 
-
-def _dlib_models():
-    # One predictor and network per thread: dlib objects are not documented as thread-safe.
-    models = getattr(_local, "models", None)
-    if models is None:
-        import dlib
-
-        models = (
-            dlib,
-            dlib.shape_predictor(model_path(SHAPE_PREDICTOR_5)),
-            dlib.face_recognition_model_v1(model_path(FACE_DESCRIPTOR_RESNET)),
-        )
-        _local.models = models
-    return models
+Box = tuple[int, int, int, int]
+# One photo to compute: its storage path and the (face id, landmark box) of each face wanted.
+PhotoWork = tuple[str, list[tuple[int, Box]]]
 
 
-def descriptor_of_crop(crop: np.ndarray) -> np.ndarray:
-    """128 float32 values for one RGB uint8 crop."""
-    dlib, predictor, network = _dlib_models()
-    crop = np.ascontiguousarray(crop, dtype=np.uint8)
-    height, width = crop.shape[:2]
-    shape = predictor(crop, dlib.rectangle(0, 0, width - 1, height - 1))
-    return np.asarray(network.compute_face_descriptor(crop, shape), dtype=np.float32)
+def _source(path: str, box: Box) -> str:
+    return f"{path}#{','.join(str(v) for v in box)}"
 
 
-def descriptors_of_crops(crops: Iterable[np.ndarray], batch: int = 32) -> np.ndarray:
-    """[N, 128] float32. dlib's batch call is about a quarter faster than one call per crop and
-    gives identical values."""
-    dlib, predictor, network = _dlib_models()
-    crops = [np.ascontiguousarray(c, dtype=np.uint8) for c in crops]
-    rows: list[np.ndarray] = []
-    for start in range(0, len(crops), batch):
-        part = crops[start : start + batch]
-        shapes = [
-            dlib.full_object_detections([predictor(c, dlib.rectangle(0, 0, c.shape[1] - 1, c.shape[0] - 1))])
-            for c in part
-        ]
-        for result in network.compute_face_descriptor(part, shapes):
-            rows.append(np.asarray(result[0], dtype=np.float32))
-    return np.stack(rows) if rows else np.zeros((0, 128), dtype=np.float32)
+def _vector(values: bytes | memoryview | None) -> np.ndarray | None:
+    return None if values is None else np.frombuffer(bytes(values), dtype=np.float32).copy()
 
 
-def decode_crop(data: bytes) -> np.ndarray:
-    """RGB uint8 array of an image file's bytes (PIL, the same decoder the predict side uses)."""
-    import io
+def _work_of(face_ids: list[int]) -> tuple[dict[int, str], list[PhotoWork]]:
+    """Each face's cache key, and the faces grouped by photo (a photo is decoded once)."""
+    rows = Face.objects.filter(pk__in=face_ids).values_list(
+        "pk",
+        "image__file",
+        "image__width",
+        "image__height",
+        "box_left",
+        "box_top",
+        "box_right",
+        "box_bottom",
+        "whole_image",
+    )
+    sources: dict[int, str] = {}
+    by_photo: dict[str, list[tuple[int, Box]]] = defaultdict(list)
+    for pk, path, width, height, left, top, right, bottom, whole in rows:
+        box = landmark_box(width=width, height=height, box=(left, top, right, bottom), whole_image=whole)
+        sources[pk] = _source(path, box)
+        by_photo[path].append((pk, box))
+    return sources, list(by_photo.items())
 
-    from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def descriptors_for_faces(
-    faces: list[tuple[int, str]],
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    chunk: int = 64,
-) -> dict[int, np.ndarray]:
-    """Descriptors of (face_id, crop path) pairs, from the FaceDescriptor cache where it is
-    current (same crop path), computed and cached otherwise."""
-    from training.data import read_crop_bytes
-    from training.models import FaceDescriptor
-
-    result: dict[int, np.ndarray] = {}
-    wanted = dict(faces)
-    for row in FaceDescriptor.objects.filter(face_id__in=list(wanted)).only("face_id", "vector", "crop"):
-        if row.crop == wanted[row.face_id]:
-            result[row.face_id] = np.frombuffer(bytes(row.vector), dtype=np.float32).copy()
-    todo = [(fid, path) for fid, path in faces if fid not in result]
-    done = len(result)
+def features_for_faces(
+    face_ids: list[int], *, progress: Callable[[int, int], None] | None = None
+) -> dict[int, FaceFeatures]:
+    """Features of the faces, from the cache where current, computed (and cached) otherwise.
+    A face whose photo cannot be read is left out of the result."""
+    face_ids = list(dict.fromkeys(face_ids))
+    sources, photos = _work_of(face_ids)
+    network_ok = pretrained.available()[0]
+    result: dict[int, FaceFeatures] = {}
+    cached = FaceDescriptor.objects.filter(face_id__in=face_ids, method=DESCRIPTOR_METHOD).values_list(
+        "face_id", "source", "vector", "vector_flipped", "pretrained"
+    )
+    for face_id, source, vector, flipped, gender in cached:
+        # A row computed while the pretrained network was missing is redone once it is back.
+        if source == sources.get(face_id) and (gender is not None or not network_ok):
+            result[face_id] = FaceFeatures(_vector(vector), _vector(flipped), _vector(gender))
+    todo = [(path, [(pk, box) for pk, box in faces if pk not in result]) for path, faces in photos]
+    todo = [(path, faces) for path, faces in todo if faces]
+    total, done = len(sources), len(result)
     if progress:
-        progress(done, len(faces))
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        blobs = read_crop_bytes([path for _, path in part])
-        vectors = descriptors_of_crops(decode_crop(b) for b in blobs)
-        for (fid, path), vector in zip(part, vectors, strict=True):
-            result[fid] = vector
-            FaceDescriptor.objects.update_or_create(
-                face_id=fid, defaults={"vector": vector.astype(np.float32).tobytes(), "crop": path}
-            )
-        done += len(part)
+        progress(done, total)
+    for computed in _compute(todo):
+        _store(computed, sources)
+        result.update(computed)
+        done += len(computed)
         if progress:
-            progress(done, len(faces))
+            progress(done, total)
     return result
+
+
+def _store(computed: dict[int, FaceFeatures], sources: dict[int, str]) -> None:
+    FaceDescriptor.objects.bulk_create(
+        [
+            FaceDescriptor(
+                face_id=face_id,
+                vector=f.descriptor.astype(np.float32).tobytes(),
+                vector_flipped=f.descriptor_flipped.astype(np.float32).tobytes(),
+                pretrained=None if f.pretrained is None else f.pretrained.astype(np.float32).tobytes(),
+                source=sources[face_id],
+                method=DESCRIPTOR_METHOD,
+            )
+            for face_id, f in computed.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["face"],
+        update_fields=["vector", "vector_flipped", "pretrained", "source", "method"],
+    )
+
+
+def _compute(todo: list[PhotoWork]):
+    """Yields {face_id: FaceFeatures} per group of photos as they are done."""
+    if not todo:
+        return
+    groups = [todo[i : i + PHOTOS_PER_TASK] for i in range(0, len(todo), PHOTOS_PER_TASK)]
+    max_pixels = settings.CURATOR_MAX_IMAGE_PIXELS
+    model = _pretrained_path()
+    processes = max(1, settings.CURATOR_FEATURE_PROCESSES)
+    if processes == 1 or len(todo) < POOL_MIN_PHOTOS:
+        for group in groups:
+            yield compute_photos(_read(group), max_pixels=max_pixels, pretrained_model=model)
+        return
+    with ProcessPoolExecutor(max_workers=min(processes, len(groups)), mp_context=get_context("spawn")) as pool:
+        # Read the next groups while the pool computes (storage may be remote); keep a few in flight.
+        pending = set()
+        for group in groups:
+            pending.add(pool.submit(compute_photos, _read(group), max_pixels=max_pixels, pretrained_model=model))
+            if len(pending) >= 2 * processes:
+                finished = next(as_completed(pending))
+                pending.remove(finished)
+                yield finished.result()
+        for finished in as_completed(pending):
+            yield finished.result()
+
+
+def _pretrained_path() -> str:
+    """The ONNX file for pool processes, "" when the network is not installed."""
+    try:
+        return str(pretrained.model_file())
+    except pretrained.PretrainedModelError:
+        return ""
+
+
+def _read(group: list[PhotoWork]) -> list[tuple[bytes | None, list[tuple[int, Box]]]]:
+    def read(path: str) -> bytes | None:
+        try:
+            with default_storage.open(path, "rb") as handle:
+                return handle.read()
+        except (FileNotFoundError, OSError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        blobs = list(threads.map(read, [path for path, _ in group]))
+    return [(blob, faces) for blob, (_, faces) in zip(blobs, group, strict=True)]

@@ -1,6 +1,7 @@
 """Test-split evaluation of a model version: accuracy, per-class precision/recall/F1, ROC AUC, the
 confusion matrix, a calibration curve and accuracy per metadata slice with the gap between the
-best and worst slice. Pure numpy/scikit-learn, so the web process can recompute or show it."""
+best and worst slice; every accuracy with its 95% Wilson score interval. Pure numpy/scikit-learn,
+so the web process can recompute or show it."""
 
 import math
 
@@ -10,6 +11,26 @@ import numpy as np
 # its accuracy is mostly noise.
 MIN_SLICE_SIZE = 10
 SLICE_NAMES = {"age_band": "Age band", "race": "Race", "source": "Source", "quality": "Quality band"}
+# Two-sided 95%: the standard normal quantile at 0.975.
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float] | tuple[None, None]:
+    """The Wilson score interval of a proportion of `correct` out of `n` (95% by default): unlike
+    p +- z*sqrt(p(1-p)/n) it stays inside [0, 1] and is not zero-width at 0 or n of n, which matters
+    for slices of a few dozen faces. (None, None) when n is 0."""
+    if n <= 0:
+        return None, None
+    p = correct / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return round(max(0.0, centre - half), 6), round(min(1.0, centre + half), 6)
+
+
+def _with_interval(row: dict, correct: int, n: int) -> dict:
+    row["ci_low"], row["ci_high"] = wilson_interval(correct, n)
+    return row
 
 
 def _clean(value: float | None) -> float | None:
@@ -83,12 +104,36 @@ def evaluate(
         "ece": _clean(ece),
         "slices": slice_accuracy(correct, slices or []),
     }
+    metrics["accuracy_ci_low"], metrics["accuracy_ci_high"] = wilson_interval(int(correct.sum()), len(y_true))
     metrics["bias"] = bias_summary(metrics["slices"])
     return metrics
 
 
+def with_intervals(metrics: dict) -> dict:
+    """`metrics` with the Wilson intervals filled in where they are missing: versions evaluated
+    before intervals were stored have accuracy (rounded to 6 places) and n, from which the count of
+    correct faces is recovered exactly. Returns a copy; the stored metrics are not changed."""
+    metrics = dict(metrics or {})
+    n_test, accuracy = metrics.get("n_test"), metrics.get("accuracy")
+    if "accuracy_ci_low" not in metrics and isinstance(n_test, int) and isinstance(accuracy, (int, float)):
+        metrics["accuracy_ci_low"], metrics["accuracy_ci_high"] = wilson_interval(round(accuracy * n_test), n_test)
+
+    def fill(row: dict) -> dict:
+        if "ci_low" in row or not isinstance(row.get("n"), int) or not isinstance(row.get("accuracy"), (int, float)):
+            return row
+        return _with_interval(dict(row), round(row["accuracy"] * row["n"]), row["n"])
+
+    metrics["slices"] = {name: [fill(r) for r in rows] for name, rows in (metrics.get("slices") or {}).items()}
+    metrics["bias"] = {
+        name: {**b, "worst": fill(b.get("worst") or {}), "best": fill(b.get("best") or {})}
+        for name, b in (metrics.get("bias") or {}).items()
+    }
+    return metrics
+
+
 def slice_accuracy(correct: np.ndarray, slices: list[dict[str, str]]) -> dict[str, list[dict]]:
-    """{slice name: [{value, n, accuracy}, ...]} for every metadata slice present on test faces."""
+    """{slice name: [{value, n, accuracy, ci_low, ci_high}, ...]} for every metadata slice present on
+    test faces, the interval being the 95% Wilson score interval of the accuracy."""
     result: dict[str, list[dict]] = {}
     if not slices:
         return result
@@ -100,7 +145,9 @@ def slice_accuracy(correct: np.ndarray, slices: list[dict[str, str]]) -> dict[st
             if value:
                 groups.setdefault(value, []).append(ok)
         result[name] = [
-            {"value": value, "n": len(oks), "accuracy": round(sum(oks) / len(oks), 6)}
+            _with_interval(
+                {"value": value, "n": len(oks), "accuracy": round(sum(oks) / len(oks), 6)}, sum(oks), len(oks)
+            )
             for value, oks in sorted(groups.items(), key=lambda kv: _slice_order(kv[0]))
         ]
     return result

@@ -8,9 +8,11 @@ from curator.models import Dataset, Face
 
 
 class Architecture(models.TextChoices):
+    EMBEDDING = "embedding", "embedding (dlib descriptor of the photo + linear or dense head, default)"
+    PRETRAINED = "pretrained", "pretrained (dlib-models' CC0 gender network, no training)"
+    ENSEMBLE = "ensemble", "ensemble (average or stack of other versions)"
+    CNN = "cnn", "cnn (batch-norm CNN trained from scratch on the crops)"
     SEED_CNN = "seed-cnn", "seed-cnn (the original scripts' small CNN)"
-    CNN = "cnn", "cnn (batch-norm CNN, default)"
-    EMBEDDING = "embedding", "embedding (dlib 128-D descriptor + dense head)"
 
 
 class JobStatus(models.TextChoices):
@@ -24,11 +26,12 @@ class JobStatus(models.TextChoices):
 class TrainingJob(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="training_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    architecture = models.CharField(max_length=16, choices=Architecture.choices, default=Architecture.CNN)
+    architecture = models.CharField(max_length=16, choices=Architecture.choices, default=Architecture.EMBEDDING)
     config = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
-    keep_best_on_cancel = models.BooleanField(default=True)
+    # A cancelled job registers no version unless the curator asked for its best epoch.
+    keep_best_on_cancel = models.BooleanField(default=False)
     epoch = models.PositiveIntegerField(default=0)
     epochs = models.PositiveIntegerField(default=0)
     batch = models.PositiveIntegerField(default=0)
@@ -64,7 +67,9 @@ class ModelVersion(models.Model):
     )
     number = models.PositiveIntegerField()
     architecture = models.CharField(max_length=16, choices=Architecture.choices)
-    artifact = models.CharField(max_length=500, help_text="Storage path of the .keras file.")
+    artifact = models.CharField(
+        max_length=500, blank=True, help_text="Storage path of the .keras file (none for pretrained and ensemble)."
+    )
     snapshot = models.CharField(
         max_length=500, blank=True, help_text="Storage path of the frozen faces/labels/splits snapshot."
     )
@@ -102,11 +107,18 @@ class Prediction(models.Model):
 
 
 class FaceDescriptor(models.Model):
-    """dlib's 128-D face descriptor of an aligned crop, computed once and cached."""
+    """A face's features computed from its original photo (training.features), cached: dlib's
+    128-D descriptor of its own chip and of the mirrored chip, and the pretrained gender
+    network's probabilities."""
 
     face = models.OneToOneField(Face, on_delete=models.CASCADE, related_name="descriptor")
-    vector = models.BinaryField(help_text="128 float32 values.")
-    crop = models.CharField(max_length=500, help_text="Crop path it was computed from (stale if it differs).")
+    vector = models.BinaryField(help_text="128 float32 values: descriptor of dlib's 150-px chip.")
+    vector_flipped = models.BinaryField(help_text="128 float32 values: descriptor of the mirrored chip.")
+    pretrained = models.BinaryField(
+        null=True, help_text="2 float32 values, female/male, of the pretrained network (null: it was unavailable)."
+    )
+    method = models.CharField(max_length=64, help_text="How it was computed (rows of another method are redone).")
+    source = models.CharField(max_length=600, help_text="Photo path and landmark box (stale if they differ).")
 
 
 class OutOfFoldRun(models.Model):

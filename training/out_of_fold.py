@@ -1,5 +1,5 @@
-"""Out-of-fold label-issue runs: k-fold training of the fast `embedding` model (dlib descriptor +
-dense head) so every labelled face gets probabilities from a model that never saw it, ranked by
+"""Out-of-fold label-issue runs: k-fold training of the fast `embedding` model (dlib descriptor of
+the photo, with the pretrained network's logit for female/male datasets, + linear head) so every labelled face gets probabilities from a model that never saw it, ranked by
 confident learning (Northcutt et al., "Confident Learning", JAIR 2021):
 
 - per-class threshold t_j = mean probability of class j over the faces labelled j (the average
@@ -129,49 +129,12 @@ def confident_learning(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-class _FoldReporter:
-    """Carries the engine's progress into the run's heartbeat; a run is not cancellable."""
-
-    def __init__(self, run: OutOfFoldRun, fold: int):
-        self.run, self.fold, self.last = run, fold, 0.0
-
-    def log(self, message: str) -> None:
-        logger.info("out-of-fold run %s fold %s: %s", self.run.pk, self.fold, message)
-
-    def batch(self, *, epoch: int, epochs: int, batch: int, batches: int) -> None:
-        pass
-
-    def epoch_end(self, row: dict[str, float]) -> None:
-        if time.monotonic() - self.last > 2:
-            self.last = time.monotonic()
-            _progress(self.run, stage="training", fold=self.fold, epoch=int(row.get("epoch", 0)))
-
-    def cancel_requested(self) -> bool:
-        return False
-
-
-def _fit_fold(x_train: np.ndarray, y_train: np.ndarray, classes: list[str], run: OutOfFoldRun, fold: int):
-    """The `embedding` model exactly as a training job builds it (defaults of training.config),
-    early-stopped on a stratified 15% of this fold's training part."""
-    from sklearn.model_selection import train_test_split
-
+def _fit_fold(x_train: np.ndarray, y_train: np.ndarray, fold: int):
+    """The embedding model's linear head as a training job fits it (C by cross-validation inside
+    this fold's training part), so every face is scored by a model that never saw it."""
     from training import engine
-    from training.config import config_build
-    from training.models import Architecture
 
-    config = config_build(Architecture.EMBEDDING, {"seed": fold})
-    fit_idx, val_idx = train_test_split(np.arange(len(y_train)), test_size=0.15, stratify=y_train, random_state=fold)
-    result = engine.fit(
-        architecture=Architecture.EMBEDDING,
-        config=config,
-        classes=classes,
-        train_inputs=x_train[fit_idx],
-        train_labels=y_train[fit_idx],
-        val_inputs=x_train[val_idx],
-        val_labels=y_train[val_idx],
-        reporter=_FoldReporter(run, fold),
-    )
-    return result.model
+    return engine.linear_head_fit(x=x_train, y=y_train, seed=fold, balanced=True).model
 
 
 def out_of_fold_run_execute(*, run_id: int) -> OutOfFoldRun:
@@ -199,25 +162,30 @@ def out_of_fold_run_execute(*, run_id: int) -> OutOfFoldRun:
 def _execute(run: OutOfFoldRun, started: float) -> None:
     from sklearn.model_selection import StratifiedKFold
 
-    from training.descriptors import descriptors_for_faces
+    from training import pretrained
+    from training.descriptors import features_for_faces
+    from training.features import model_inputs
 
     rows = list(out_of_fold_faces(dataset=run.dataset).filter(label__in=run.classes))
     classes = list(run.classes)
-    index = {name: i for i, name in enumerate(classes)}
-    labels = np.array([index[label] for _, label, _ in rows], dtype=np.int64)
-    face_ids = [fid for fid, _, _ in rows]
     _progress(run, stage="descriptors", faces=len(rows), done=0)
 
     def on_descriptors(done: int, total: int) -> None:
         _progress(run, stage="descriptors", done=done, total=total)
 
-    vectors = descriptors_for_faces([(fid, crop) for fid, _, crop in rows], progress=on_descriptors)
-    x = np.stack([vectors[fid] for fid in face_ids]).astype(np.float32)
+    features = features_for_faces([fid for fid, _, _ in rows], progress=on_descriptors)
+    rows = [row for row in rows if row[0] in features]  # photos that can no longer be read drop out
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.array([index[label] for _, label, _ in rows], dtype=np.int64)
+    face_ids = [fid for fid, _, _ in rows]
+    chosen = [features[fid] for fid in face_ids]
+    use_pretrained = pretrained.classes_supported(classes) and all(f.pretrained is not None for f in chosen)
+    x = model_inputs(chosen, use_pretrained=use_pretrained)
     probabilities = np.zeros((len(rows), len(classes)), dtype=np.float64)
     folds = StratifiedKFold(n_splits=run.folds, shuffle=True, random_state=0)
     for fold, (train_idx, test_idx) in enumerate(folds.split(x, labels)):
         _progress(run, stage="training", fold=fold + 1)
-        model = _fit_fold(x[train_idx], labels[train_idx], classes, run, fold + 1)
+        model = _fit_fold(x[train_idx], labels[train_idx], fold + 1)
         probabilities[test_idx] = np.asarray(model(x[test_idx], training=False), dtype=np.float64)
     cl = confident_learning(probabilities, labels)
     scores = [

@@ -76,11 +76,23 @@ def slices_svg(slices: dict[str, list[dict]], overall: float | None) -> bytes:
         axes[0].set_axis_off()
     for ax, kind in zip(axes, kinds, strict=False):
         rows = slices[kind]
-        ax.bar(range(len(rows)), [r["accuracy"] for r in rows], color="#2f6fed")
+        accuracy = [r["accuracy"] for r in rows]
+        # 95% Wilson intervals as error bars, for rows that carry them (older metrics may not).
+        below = [max(0.0, r["accuracy"] - r["ci_low"]) if r.get("ci_low") is not None else 0 for r in rows]
+        above = [max(0.0, r["ci_high"] - r["accuracy"]) if r.get("ci_high") is not None else 0 for r in rows]
+        has_ci = any(below) or any(above)
+        ax.bar(
+            range(len(rows)),
+            accuracy,
+            color="#2f6fed",
+            yerr=[below, above] if has_ci else None,
+            ecolor="#344054",
+            capsize=3,
+        )
         ax.set_xticks(range(len(rows)), [f"{r['value']}\n(n={r['n']})" for r in rows], fontsize=7)
         if overall is not None:
             ax.axhline(overall, color="#c4320a", ls="--", lw=1, label=f"overall {overall:.3f}")
             ax.legend(loc="lower right", fontsize=7)
         ax.set_ylim(0, 1.02)
-        ax.set_title(f"Accuracy by {kind.replace('_', ' ')}")
+        ax.set_title(f"Accuracy by {kind.replace('_', ' ')}" + (" (95% CI)" if has_ci else ""))
     return _svg(fig)

@@ -8,6 +8,8 @@ import tempfile
 import threading
 import time
 import traceback
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import timedelta
 
 import numpy as np
@@ -47,9 +49,9 @@ def training_job_create(
     *,
     dataset: Dataset,
     user: AbstractBaseUser | None,
-    architecture: str = Architecture.CNN,
+    architecture: str = Architecture.EMBEDDING,
     config: dict | None = None,
-    keep_best_on_cancel: bool = True,
+    keep_best_on_cancel: bool = False,
     retrain_of: ModelVersion | None = None,
     enqueue: bool = True,
 ) -> TrainingJob:
@@ -57,6 +59,7 @@ def training_job_create(
     message for the curator), create the job and queue it on `train` once the transaction commits."""
     full_config = config_build(architecture, config)
     data = training_data_collect(dataset=dataset, seed=full_config["seed"])
+    architecture_check(architecture=architecture, config=full_config, dataset=dataset, classes=data.classes)
     job = TrainingJob.objects.create(
         dataset=dataset,
         created_by=user if user is not None and user.is_authenticated else None,
@@ -64,7 +67,7 @@ def training_job_create(
         config=full_config,
         keep_best_on_cancel=keep_best_on_cancel,
         retrain_of=retrain_of,
-        epochs=full_config["epochs"],
+        epochs=full_config.get("epochs", 0),
         phase="queued",
         log=_line(f"Queued: {architecture}, {len(data.examples)} labelled faces, classes {', '.join(data.classes)}."),
     )
@@ -75,7 +78,7 @@ def training_job_create(
     return job
 
 
-def training_job_cancel(*, job: TrainingJob, keep_best: bool = True) -> TrainingJob:
+def training_job_cancel(*, job: TrainingJob, keep_best: bool = False) -> TrainingJob:
     """A queued job is cancelled at once; a running one is asked to stop, which its worker sees
     within about a second (between two batches)."""
     with transaction.atomic():
@@ -286,6 +289,7 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
     t = time.monotonic()
     reporter.phase("checking data")
     data = training_data_collect(dataset=job.dataset, seed=config["seed"], check_files=True)
+    architecture_check(architecture=job.architecture, config=config, dataset=job.dataset, classes=data.classes)
     for note in data.notes:
         reporter.log(note)
     counts = data.counts()
@@ -294,42 +298,46 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
     )
     timings["prepare_s"] = round(time.monotonic() - t, 2)
 
-    t = time.monotonic()
-    train, val = data.of_split("train"), data.of_split("val")
-    if job.architecture == Architecture.EMBEDDING:
-        from training.descriptors import descriptors_for_faces
+    features = {}
+    if job.architecture in (Architecture.EMBEDDING, Architecture.PRETRAINED):
+        # Every face of the dataset: training uses the labelled ones, predictions all of them.
+        t = time.monotonic()
+        from training.descriptors import features_for_faces
 
-        reporter.phase("computing descriptors", 0, len(train) + len(val))
-        vectors = descriptors_for_faces([(e.face_id, e.crop) for e in train + val], progress=reporter.phase_progress)
-        train_inputs = np.stack([vectors[e.face_id] for e in train])
-        val_inputs = np.stack([vectors[e.face_id] for e in val])
+        face_ids = list(job.dataset.faces.exclude(crop="").values_list("pk", flat=True))
+        reporter.phase("computing descriptors", 0, len(face_ids))
+        features = features_for_faces(face_ids, progress=reporter.phase_progress)
+        unreadable = [e for e in data.examples if e.face_id not in features]
+        if unreadable:
+            raise TrainingDataError(
+                f"The original photos of {len(unreadable)} labelled faces cannot be read from storage (e.g. face "
+                f"{unreadable[0].face_id}); this model reads the photo itself. Re-import them or exclude those faces."
+            )
         timings["descriptors_s"] = round(time.monotonic() - t, 2)
-    else:
-        reporter.phase("reading crops", 0, len(train) + len(val))
-        train_inputs = read_crop_bytes([e.crop for e in train])
-        val_inputs = read_crop_bytes([e.crop for e in val])
-        timings["read_s"] = round(time.monotonic() - t, 2)
+        reporter.log(f"Descriptors of {len(features)} faces ready in {timings['descriptors_s']:.0f} s.")
 
-    reporter.phase("loading TensorFlow")
-    from training import engine
-
-    reporter.phase("training")
     t = time.monotonic()
-    result = engine.fit(
-        architecture=job.architecture,
-        config=config,
-        classes=data.classes,
-        train_inputs=train_inputs,
-        train_labels=data.labels("train"),
-        val_inputs=val_inputs,
-        val_labels=data.labels("val"),
-        reporter=reporter,
-    )
+    versions = {"tensorflow": "", "keras": ""}
+    if job.architecture == Architecture.PRETRAINED:
+        result = _no_fit(choice={"features": "pretrained"})
+        reporter.log("The pretrained network needs no training: evaluating it on this dataset's test split.")
+    elif job.architecture == Architecture.ENSEMBLE:
+        reporter.phase("combining")
+        result = _no_fit(choice=ensemble_fit(config=config, data=data, reporter=reporter))
+    else:
+        reporter.phase("loading TensorFlow")
+        from training import engine
+
+        versions = engine.versions()
+        reporter.phase("training")
+        result = _fit(job=job, config=config, data=data, reporter=reporter, engine=engine, features=features)
+        reporter.log(
+            f"Training stopped ({result.stopped.replace('_', ' ')}) after {len(result.history)} full epochs; "
+            f"best validation loss at epoch {result.best_epoch}."
+            if result.history
+            else f"Fitted in {result.seconds:.1f} s."
+        )
     timings["train_s"] = round(time.monotonic() - t, 2)
-    reporter.log(
-        f"Training stopped ({result.stopped.replace('_', ' ')}) after {len(result.history)} full epochs; "
-        f"best validation loss at epoch {result.best_epoch}."
-    )
     if result.stopped == "cancelled":
         job.refresh_from_db(fields=["keep_best_on_cancel"])
         if not job.keep_best_on_cancel or not result.best_epoch:
@@ -337,7 +345,7 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
 
     t = time.monotonic()
     reporter.phase("saving")
-    version = model_version_register(job=job, data=data, fit=result, config=config, versions=engine.versions())
+    version = model_version_register(job=job, data=data, fit=result, config=config, versions=versions)
     timings["save_s"] = round(time.monotonic() - t, 2)
 
     t = time.monotonic()
@@ -367,6 +375,148 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
     return version
 
 
+@dataclass
+class _Unfitted:
+    """What a version without training (pretrained, ensemble) reports in place of a fit."""
+
+    choice: dict
+    model: object = None
+    output: str = "softmax"
+    history: list = dc_field(default_factory=list)
+    best_epoch: int = 0
+    stopped: str = "completed"
+    seconds: float = 0.0
+
+
+def _no_fit(*, choice: dict) -> _Unfitted:
+    return _Unfitted(choice=choice)
+
+
+def _fit(*, job: TrainingJob, config: dict, data: TrainingData, reporter: JobReporter, engine, features: dict):
+    """Train the Keras architectures (embedding heads on `features`, CNNs on the crops)."""
+    train, val = data.of_split("train"), data.of_split("val")
+    if job.architecture == Architecture.EMBEDDING:
+        from training.features import model_inputs
+
+        options = embedding_feature_options(config=config, classes=data.classes, features=features.values())
+        inputs = {
+            option: tuple(
+                model_inputs([features[e.face_id] for e in split], use_pretrained=option) for split in (train, val)
+            )
+            for option in options
+        }
+        return engine.fit_embedding(
+            config=config,
+            classes=data.classes,
+            inputs=inputs,
+            train_labels=data.labels("train"),
+            val_labels=data.labels("val"),
+            reporter=reporter,
+        )
+    reporter.phase("reading crops", 0, len(train) + len(val))
+    train_inputs = read_crop_bytes([e.crop for e in train])
+    val_inputs = read_crop_bytes([e.crop for e in val])
+    reporter.phase("training")
+    return engine.fit(
+        architecture=job.architecture,
+        config=config,
+        classes=data.classes,
+        train_inputs=train_inputs,
+        train_labels=data.labels("train"),
+        val_inputs=val_inputs,
+        val_labels=data.labels("val"),
+        reporter=reporter,
+    )
+
+
+def embedding_feature_options(*, config: dict, classes: list[str], features) -> list[bool]:
+    """Whether the embedding model may use the pretrained network's logit (True), not (False), or
+    both to be chosen between on held-out data."""
+    from training import pretrained
+
+    wanted = config.get("pretrained_feature", "auto")
+    usable = pretrained.classes_supported(classes) and all(f.pretrained is not None for f in features)
+    if wanted == "yes":
+        if not usable:
+            raise TrainingDataError(
+                "pretrained_feature is yes, but the pretrained gender network "
+                + (
+                    "only answers female/male and this dataset's classes are " + ", ".join(classes) + "."
+                    if not pretrained.classes_supported(classes)
+                    else "is not available here (" + pretrained.available()[1] + ")."
+                )
+            )
+        return [True]
+    if wanted == "no" or not usable:
+        return [False]
+    return [False, True]
+
+
+# --- Architectures that combine or reuse -----------------------------------------------------------
+
+
+def architecture_check(*, architecture: str, config: dict, dataset: Dataset, classes: list[str]) -> None:
+    """What the data checks cannot see: the pretrained network's classes and availability, an
+    ensemble's members. Raises TrainingDataError with the reason."""
+    from training import pretrained
+
+    if architecture == Architecture.PRETRAINED:
+        if not pretrained.classes_supported(classes):
+            raise TrainingDataError(
+                "The pretrained network answers female/male only; this dataset trains "
+                f"{', '.join(classes)}. Use the embedding architecture."
+            )
+        ok, why = pretrained.available()
+        if not ok:
+            raise TrainingDataError(why)
+    if architecture != Architecture.ENSEMBLE:
+        return
+    member_ids = list(config.get("members") or [])
+    if len(member_ids) < 2:
+        raise TrainingDataError("An ensemble needs at least two member versions (config “members”).")
+    members = {v.pk: v for v in ModelVersion.objects.filter(pk__in=member_ids, dataset=dataset)}
+    missing = [str(pk) for pk in member_ids if pk not in members]
+    if missing:
+        raise TrainingDataError(
+            f"Ensemble members {', '.join(missing)} are not versions of “{dataset.name}” (deleted, or of "
+            "another dataset)."
+        )
+    for pk in member_ids:
+        member = members[pk]
+        if member.architecture == Architecture.ENSEMBLE:
+            raise TrainingDataError(f"v{member.number} is itself an ensemble; combine its members instead.")
+        if list(member.classes) != list(classes):
+            raise TrainingDataError(
+                f"v{member.number} was trained on {', '.join(member.classes)}; the dataset trains "
+                f"{', '.join(classes)} now. Every member must have the dataset's classes."
+            )
+
+
+def ensemble_fit(*, config: dict, data: TrainingData, reporter: JobReporter) -> dict:
+    """The ensemble's combination: nothing to fit for "average"; for "stacked", a logistic regression
+    on the members' log probabilities of the validation faces. Members whose own fit used the
+    validation split (the linear head, fitted on train+val) look better there than they are, so
+    their weight is optimistic: prefer "average" for those."""
+    from training.inference import load_model_version, stacking_inputs
+    from training.linear import logistic_cv_fit
+
+    choice: dict = {"members": list(config["members"]), "combine": config.get("combine", "average")}
+    if choice["combine"] != "stacked":
+        return choice
+    val = data.of_split("val")
+    members = [load_model_version(ModelVersion.objects.get(pk=pk)) for pk in choice["members"]]
+    kept, parts = faces_probabilities(models=members, rows=[(e.face_id, e.crop) for e in val])
+    labels = {e.face_id: e for e in val}
+    index = {name: i for i, name in enumerate(data.classes)}
+    y = np.array([index[labels[face_id].label] for face_id in kept])
+    if len(set(y.tolist())) < 2:
+        raise TrainingDataError("Stacking needs validation faces of at least two classes.")
+    search, _ = logistic_cv_fit(stacking_inputs(parts), y)
+    choice["stacker"] = {"coef": search.coef_.tolist(), "intercept": search.intercept_.tolist()}
+    reporter.log(f"Stacked {len(members)} members on {len(kept)} validation faces (C={search.C_[0]:.3g}).")
+    return choice
+
+
 # --- The registry ---------------------------------------------------------------------------------
 
 
@@ -377,14 +527,16 @@ def model_version_register(*, job: TrainingJob, data: TrainingData, fit, config:
         Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
         number = (ModelVersion.objects.filter(dataset=dataset).aggregate(n=Max("number"))["n"] or 0) + 1
         base = f"datasets/{dataset.pk}/models/v{number}-{job.architecture}-job{job.pk}"
-        fd, local = tempfile.mkstemp(suffix=".keras")
-        os.close(fd)
-        try:
-            fit.model.save(local)
-            with open(local, "rb") as handle:
-                artifact = default_storage.save(f"{base}.keras", File(handle))
-        finally:
-            os.unlink(local)
+        artifact = ""
+        if fit.model is not None:  # pretrained and ensemble versions have no weights of their own
+            fd, local = tempfile.mkstemp(suffix=".keras")
+            os.close(fd)
+            try:
+                fit.model.save(local)
+                with open(local, "rb") as handle:
+                    artifact = default_storage.save(f"{base}.keras", File(handle))
+            finally:
+                os.unlink(local)
         snapshot = snapshot_write(data=data, path=f"{base}-snapshot.csv")
         return ModelVersion.objects.create(
             dataset=dataset,
@@ -394,7 +546,7 @@ def model_version_register(*, job: TrainingJob, data: TrainingData, fit, config:
             artifact=artifact,
             snapshot=snapshot,
             classes=data.classes,
-            config={**config, "output": fit.output},
+            config={**config, "output": fit.output, **fit.choice},
             tf_version=versions["tensorflow"],
             keras_version=versions["keras"],
         )
@@ -423,8 +575,23 @@ def model_version_evaluate(*, model_version: ModelVersion, data: TrainingData) -
     )
 
 
+class ActivationRefused(ValueError):
+    """The version cannot serve its dataset as it is now; the message says why."""
+
+
 def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
-    """Make this the dataset's active version (at most one per dataset)."""
+    """Make this the dataset's active version (at most one per dataset). A version whose classes
+    the dataset no longer has, or an ensemble with a deleted member, is refused."""
+    from training.serving import version_classes_problem
+
+    problem = version_classes_problem(model_version)
+    if not problem and model_version.architecture == Architecture.ENSEMBLE:
+        members = list(model_version.config.get("members") or [])
+        found = ModelVersion.objects.filter(pk__in=members, dataset_id=model_version.dataset_id).count()
+        if found != len(members):
+            problem = f"Ensemble v{model_version.number} has a member version that was deleted."
+    if problem:
+        raise ActivationRefused(problem)
     with transaction.atomic():
         ModelVersion.objects.filter(dataset_id=model_version.dataset_id, is_active=True).exclude(
             pk=model_version.pk
@@ -452,34 +619,63 @@ def predictions_queue(*, model_version: ModelVersion) -> None:
 
 def predictions_compute(*, model_version: ModelVersion, batch_size: int = 256, progress=None, faces=None) -> int:
     """Store the version's probabilities for every face of its dataset (or `faces`), in batches.
-    Re-running replaces the rows (keyed by face and version). Faces whose crop file is gone are
-    skipped. Returns the number of faces predicted. Runs in a worker: it imports TensorFlow."""
-    from training.descriptors import decode_crop, descriptors_for_faces
+    Re-running replaces the rows (keyed by face and version). Faces whose crop or photo is gone
+    are skipped. Returns the number of faces predicted. Runs in a worker: it imports TensorFlow."""
     from training.inference import load_model_version
 
     model = load_model_version(model_version)
     queryset = faces if faces is not None else Face.objects.filter(dataset_id=model_version.dataset_id)
     rows = list(queryset.exclude(crop="").order_by("id").values_list("id", "crop", "label"))
+    labels = {face_id: label for face_id, _, label in rows}
     done = 0
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        present = [r for r, ok in zip(chunk, _exist([r[1] for r in chunk]), strict=True) if ok]
-        if present:
-            if model.architecture == Architecture.EMBEDDING:
-                vectors = descriptors_for_faces([(r[0], r[1]) for r in present])
-                probabilities = model.predict_descriptors(np.stack([vectors[r[0]] for r in present]))
-            else:
-                crops = _stack_crops([decode_crop(b) for b in read_crop_bytes([r[1] for r in present])])
-                probabilities = (
-                    np.concatenate([model.predict_crops(group) for group in crops])
-                    if crops
-                    else np.zeros((0, len(model.classes)))
-                )
-            _store_predictions(model_version, present, probabilities, model.classes)
+        kept, (probabilities,) = faces_probabilities(models=[model], rows=[(r[0], r[1]) for r in chunk])
+        if kept:
+            _store_predictions(model_version, [(fid, labels[fid]) for fid in kept], probabilities, model.classes)
         done += len(chunk)
         if progress:
             progress(done, len(rows))
     return Prediction.objects.filter(model_version=model_version).count()
+
+
+def faces_probabilities(*, models: list, rows: list[tuple[int, str]]) -> tuple[list[int], list[np.ndarray]]:
+    """Each loaded model's probabilities of the faces (face id, crop path) it can see: the crops
+    are read when a model takes crops, the photo features when it takes features (cached by
+    training.descriptors). Returns the face ids kept (crop and photo readable) and one
+    [len(kept), n_classes] array per model."""
+    from training.descriptors import features_for_faces
+    from training.features import decode_crop
+
+    kept = [r for r, ok in zip(rows, _exist([r[1] for r in rows]), strict=True) if ok]
+    features = None
+    if any(m.needs_features for m in models):
+        features = features_for_faces([face_id for face_id, _ in kept])
+        kept = [r for r in kept if r[0] in features]
+    crops = None
+    if any(m.needs_crops for m in models):
+        decoded = [decode_crop(b) for b in read_crop_bytes([path for _, path in kept])]
+        crops = _stack_crops(decoded)
+    face_features = [features[face_id] for face_id, _ in kept] if features is not None else None
+    results = []
+    for model in models:
+        if not kept:
+            results.append(np.zeros((0, len(model.classes)), dtype=np.float32))
+        elif model.needs_crops and len(crops) > 1:
+            # Crops of different sizes (a dataset re-aligned at another size) cannot be one array.
+            results.append(_predict_groups(model, crops, face_features))
+        else:
+            results.append(model.predict(crops=crops[0] if crops else None, features=face_features))
+    return [face_id for face_id, _ in kept], results
+
+
+def _predict_groups(model, crop_groups: list[np.ndarray], features) -> np.ndarray:
+    parts, offset = [], 0
+    for group in crop_groups:
+        part_features = features[offset : offset + len(group)] if features is not None else None
+        parts.append(model.predict(crops=group, features=part_features))
+        offset += len(group)
+    return np.concatenate(parts)
 
 
 def _exist(paths: list[str]) -> list[bool]:
@@ -505,8 +701,9 @@ def _stack_crops(crops: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _store_predictions(model_version: ModelVersion, rows, probabilities: np.ndarray, classes: list[str]) -> None:
+    """rows: (face id, its label now) per row of probabilities."""
     objects = []
-    for (face_id, _crop, label), probs in zip(rows, probabilities, strict=True):
+    for (face_id, label), probs in zip(rows, probabilities, strict=True):
         best = int(np.argmax(probs))
         predicted = classes[best]
         objects.append(

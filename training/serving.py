@@ -4,7 +4,7 @@ pipeline) -> per-class probabilities of a model version.
 Web processes load a model version once and keep it warm in a per-process cache; TensorFlow is
 imported lazily by `training.inference` the first time a model is needed, never at start-up.
 Single-image inference runs the model's forward pass compiled once as a tf.function (see
-`ServedModel`), never `model.predict`, which costs ~50 ms of set-up per call on its own.
+`training.inference`), never `model.predict`, which costs ~50 ms of set-up per call on its own.
 """
 
 from __future__ import annotations
@@ -94,6 +94,27 @@ class PredictResult:
 
 
 def model_version_for(
+    *, user: AbstractBaseUser, dataset_id: int | None = None, model_version_id: int | None = None
+) -> ModelVersion:
+    version = _model_version_for(user=user, dataset_id=dataset_id, model_version_id=model_version_id)
+    problem = version_classes_problem(version)
+    if problem:
+        raise PredictError(problem, status=409, code="classes_changed")
+    return version
+
+
+def version_classes_problem(version: ModelVersion) -> str:
+    """Why a version no longer fits its dataset (a class it predicts was removed), or ""."""
+    gone = [name for name in version.classes if name not in version.dataset.classes]
+    if not gone:
+        return ""
+    return (
+        f"Model version v{version.number} predicts {', '.join(version.classes)}, but “{version.dataset.name}” no "
+        f"longer has the class(es) {', '.join(gone)}. Train a new version on the dataset's classes."
+    )
+
+
+def _model_version_for(
     *, user: AbstractBaseUser, dataset_id: int | None = None, model_version_id: int | None = None
 ) -> ModelVersion:
     """The version a prediction uses: the chosen one, or the active one of the chosen dataset, or
@@ -188,64 +209,15 @@ def _configure_threads() -> None:
         pass
 
 
-class ServedModel:
-    """A loaded model version with its forward pass compiled once as a tf.function with a fixed
-    input signature (any batch size, one trace). Calling a Keras model eagerly costs ~40 ms per
-    call for the CNN on this machine, the compiled graph ~8 ms, and `model.predict` adds its own
-    ~50 ms of set-up per call. The CNN's resize happens inside the graph with the same op the
-    training pipeline uses (`tf.image.resize`, antialiased), so the outputs match
-    `LoadedModel.predict_crops`."""
-
-    def __init__(self, loaded: LoadedModel):
-        import tensorflow as tf
-
-        from training.models import Architecture
-
-        self.loaded = loaded
-        self.classes = list(loaded.classes)
-        self.architecture = loaded.architecture
-        self.input_size = loaded.input_size
-        keras_model = loaded.keras_model
-        if loaded.architecture == Architecture.EMBEDDING:
-
-            @tf.function(input_signature=[tf.TensorSpec([None, 128], tf.float32)])
-            def forward(descriptors):
-                return keras_model(descriptors, training=False)
-
-        else:
-            size = int(loaded.input_size)
-
-            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
-            def forward(crops):
-                images = tf.image.resize(tf.cast(crops, tf.float32), (size, size), antialias=True)
-                return keras_model(images, training=False)
-
-        self._forward = forward
-
-    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities per class of RGB uint8 crops [N, H, W, 3]."""
-        from training.inference import outputs_to_probabilities
-        from training.models import Architecture
-
-        crops = np.ascontiguousarray(crops, dtype=np.uint8)
-        if self.architecture == Architecture.EMBEDDING:
-            from training.descriptors import descriptors_of_crops
-
-            inputs = descriptors_of_crops(crops).astype(np.float32)
-        else:
-            inputs = crops
-        out = np.asarray(self._forward(inputs), dtype=np.float64)
-        return outputs_to_probabilities(out, self.loaded.output)
+_served: dict[tuple[int, str], LoadedModel] = {}
 
 
-_served: dict[tuple[int, str], ServedModel] = {}
-
-
-def loaded_model(model_version: ModelVersion) -> ServedModel:
-    """The model version, loaded once per process (training.inference keeps the Keras model),
-    compiled and warmed up with one dummy crop, so no real request pays for tracing the graph or
-    reading dlib's files."""
-    from training.inference import load_model_version
+def loaded_model(model_version: ModelVersion) -> LoadedModel:
+    """The model version, loaded once per process (training.inference keeps it), its forward pass
+    compiled and warmed up with one dummy face, so no real request pays for tracing the graph or
+    reading dlib's and the pretrained network's files."""
+    from training.inference import ModelUnavailable, load_model_version
+    from training.pretrained import PretrainedModelError
 
     key = (model_version.pk, model_version.artifact)
     served = _served.get(key)
@@ -257,17 +229,19 @@ def loaded_model(model_version: ModelVersion) -> ServedModel:
             return served
         _configure_threads()
         try:
-            loaded = load_model_version(model_version)
+            served = load_model_version(model_version)
         except (FileNotFoundError, OSError) as exc:
             raise PredictError(
                 f"The artifact of model version v{model_version.number} cannot be read from storage ({exc}).",
                 status=503,
                 code="artifact_missing",
             ) from exc
-        served = ServedModel(loaded)
+        except (ModelUnavailable, PretrainedModelError) as exc:
+            raise PredictError(str(exc), status=503, code="model_unavailable") from exc
         _warm_pipeline(model_version.dataset)
         side = model_version.dataset.crop_size
-        served.predict_crops(np.zeros((1, side, side, 3), dtype=np.uint8))
+        dummy = np.full((side, side, 3), 128, dtype=np.uint8)
+        _classify(served, dummy, [], warm_up=True)
         _served[key] = served
         return served
 
@@ -275,6 +249,7 @@ def loaded_model(model_version: ModelVersion) -> ServedModel:
 def _warm_pipeline(dataset: Dataset) -> None:
     """Load the detector and the landmark predictor now (the 68-point model takes seconds to
     read), so no request pays for it."""
+    from curator.faces.chips import descriptor_network, five_point_predictor
     from curator.faces.detection import CNN, cnn_detector, hog_detector
     from curator.faces.landmarks import shape_predictor
 
@@ -282,6 +257,8 @@ def _warm_pipeline(dataset: Dataset) -> None:
     if dataset.detector == CNN:
         cnn_detector()
     shape_predictor()
+    five_point_predictor()
+    descriptor_network()
 
 
 # --- Predicting ------------------------------------------------------------------------------------
@@ -313,16 +290,15 @@ def image_predict(*, data: bytes, model_version: ModelVersion) -> PredictResult:
     timings["load"] = (time.perf_counter() - started) * 1000 - timings["decode"]
 
     mark = time.perf_counter()
-    # A new photo is not a face crop: no detection means no face, never the whole photo.
-    options = AlignOptions.from_dataset(model_version.dataset, whole_image_fallback=False)
-    aligned = detect_and_align(rgb, options)
+    # The dataset's own face path, exactly as its imports run it: a tight face crop is searched
+    # again padded, and where the dataset keeps undetected crops whole, so does a prediction.
+    aligned = detect_and_align(rgb, AlignOptions.from_dataset(model_version.dataset))
     timings["detect_align"] = (time.perf_counter() - mark) * 1000
 
     mark = time.perf_counter()
     faces: list[FacePrediction] = []
     if aligned:
-        crops = np.stack([face.crop for face in aligned])
-        probabilities = np.asarray(model.predict_crops(crops), dtype=np.float64)
+        probabilities = _classify(model, rgb, aligned)
         classes = list(model.classes)
         for i, (face, probs) in enumerate(zip(aligned, probabilities, strict=True)):
             best = int(np.argmax(probs))
@@ -348,6 +324,23 @@ def image_predict(*, data: bytes, model_version: ModelVersion) -> PredictResult:
         info=info,
         aligned=aligned,
     )
+
+
+def _classify(model: LoadedModel, rgb: np.ndarray, aligned: list, *, warm_up: bool = False) -> np.ndarray:
+    """Probabilities of the aligned faces of one photo: crops for the CNNs, features of the photo
+    (dlib's own chips) for the descriptor models; both for an ensemble that needs both."""
+    from curator.faces.pipeline import landmark_box
+    from training.features import photo_features
+
+    height, width = rgb.shape[:2]
+    if warm_up:  # one face framed by the whole (dummy) photo: loads and traces everything once
+        boxes = [(0, 0, width, height)]
+        crops = np.stack([rgb]) if model.needs_crops else None
+    else:
+        boxes = [landmark_box(width=width, height=height, box=f.box, whole_image=f.whole_image) for f in aligned]
+        crops = np.stack([f.crop for f in aligned]) if model.needs_crops else None
+    features = photo_features(rgb, boxes) if model.needs_features else None
+    return np.asarray(model.predict(crops=crops, features=features), dtype=np.float64)
 
 
 # --- Adding a predicted photo to the dataset ---------------------------------------------------------

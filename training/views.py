@@ -10,11 +10,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from curator.permissions import can_curate, get_dataset_for
-from training import selectors, services
+from training import guidance, selectors, services
 from training.config import ConfigError
 from training.data import TrainingDataError
+from training.evaluation import with_intervals
 from training.forms import TrainingJobForm
-from training.models import ModelVersion
+from training.models import Architecture, ModelVersion
 
 VERSION_PLOTS = ("confusion", "calibration", "slices", "curves")
 
@@ -46,14 +47,19 @@ def dataset_training(request: HttpRequest, dataset_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def job_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id, curate=True)
-    form = TrainingJobForm(request.POST or None)
+    initial = {}
+    if request.GET.get("architecture") in Architecture.values:  # "use this" links of the guidance table
+        initial["architecture"] = request.GET["architecture"]
+    form = TrainingJobForm(request.POST or None, dataset=dataset, initial=initial)
+    advice = guidance.dataset_guidance(dataset=dataset)
     data_error = ""
     if request.method == "POST" and form.is_valid():
+        architecture = form.cleaned_data["architecture"]
         try:
             job = services.training_job_create(
                 dataset=dataset,
                 user=request.user,
-                architecture=form.cleaned_data["architecture"],
+                architecture=architecture,
                 config=form.cleaned_data["overrides"],
                 keep_best_on_cancel=form.cleaned_data["keep_best_on_cancel"],
             )
@@ -63,8 +69,25 @@ def job_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
             data_error = str(exc)
         else:
             messages.success(request, f"Training job {job.pk} queued.")
+            warning = guidance.architecture_warning(architecture=architecture, n_faces=advice.n_faces)
+            if warning:
+                messages.warning(request, warning)
             return redirect("training:job_detail", job_id=job.pk)
-    return render(request, "training/job_form.html", {"dataset": dataset, "form": form, "data_error": data_error})
+    chosen = form["architecture"].value() or Architecture.EMBEDDING
+    return render(
+        request,
+        "training/job_form.html",
+        {
+            "dataset": dataset,
+            "form": form,
+            "data_error": data_error,
+            "guidance": advice,
+            "chosen": chosen,
+            "chosen_warning": chosen in advice.warn_architectures,
+            "chosen_unavailable": advice.unavailable.get(chosen, ""),
+            "form_script_data": {"warn": list(advice.warn_architectures), "unavailable": advice.unavailable},
+        },
+    )
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
@@ -111,14 +134,16 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_for(request.user, job_id)
     if not can_curate(request.user, job.dataset):
         raise PermissionDenied("Only curators of this dataset may cancel training.")
-    job = services.training_job_cancel(job=job, keep_best=request.POST.get("keep_best", "1") == "1")
+    # An unticked box sends nothing: no version unless the curator asks for one.
+    job = services.training_job_cancel(job=job, keep_best=request.POST.get("keep_best") == "1")
     messages.info(request, "Cancel requested: the job stops after the current batch.")
     return redirect("training:job_detail", job_id=job.pk)
 
 
 def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     version = selectors.version_for(request.user, version_id)
-    metrics = version.metrics or {}
+    # Versions evaluated before intervals were stored get them computed from accuracy and n.
+    metrics = with_intervals(version.metrics or {})
     others = selectors.dataset_versions(dataset=version.dataset).exclude(pk=version.pk)
     return render(
         request,
@@ -141,7 +166,7 @@ def version_plot(request: HttpRequest, version_id: int, kind: str) -> HttpRespon
     from training import plots
 
     version = selectors.version_for(request.user, version_id)
-    metrics = version.metrics or {}
+    metrics = with_intervals(version.metrics or {})
     if kind == "confusion" and metrics.get("confusion_matrix"):
         return _svg(plots.confusion_svg(metrics["confusion_matrix"], version.classes))
     if kind == "calibration":
@@ -179,8 +204,12 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
         services.model_version_deactivate(model_version=version)
         messages.success(request, f"Version {version.number} is no longer active.")
     else:
-        services.model_version_activate(model_version=version)
-        messages.success(request, f"Version {version.number} is now the active model of {version.dataset.name}.")
+        try:
+            services.model_version_activate(model_version=version)
+        except services.ActivationRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Version {version.number} is now the active model of {version.dataset.name}.")
     return redirect("training:version_detail", version_id=version.pk)
 
 

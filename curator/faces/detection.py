@@ -75,16 +75,22 @@ def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return small, longest / max_side
 
 
-def _raw_detect(image: np.ndarray, detector: str, upsample: int) -> list[tuple[dlib.rectangle, float]]:
+def _raw_detect(
+    image: np.ndarray, detector: str, upsample: int, threshold: float = 0.0
+) -> list[tuple[dlib.rectangle, float]]:
     with _lock:
         if detector == CNN:
-            return [(d.rect, float(d.confidence)) for d in cnn_detector()(image, upsample)]
-        rects, scores, _ = hog_detector().run(image, upsample, 0.0)
+            found = [(d.rect, float(d.confidence)) for d in cnn_detector()(image, upsample)]
+            return [(rect, score) for rect, score in found if score >= threshold]
+        rects, scores, _ = hog_detector().run(image, upsample, threshold)
         return list(zip(rects, (float(s) for s in scores), strict=True))
 
 
-def detect(rgb: np.ndarray, *, detector: str = HOG, upsample: int = 1, max_side: int = 1024) -> list[Detection]:
-    """All faces in an RGB photo, boxes in original pixels, clipped to the photo."""
+def detect(
+    rgb: np.ndarray, *, detector: str = HOG, upsample: int = 1, max_side: int = 1024, threshold: float = 0.0
+) -> list[Detection]:
+    """All faces in an RGB photo, boxes in original pixels, clipped to the photo. A negative
+    `threshold` also returns weaker candidates (HOG's adjust_threshold; CNN confidences)."""
     height, width = rgb.shape[:2]
     source = rgb
     if detector == HOG and rgb.ndim == 3:
@@ -94,7 +100,7 @@ def detect(rgb: np.ndarray, *, detector: str = HOG, upsample: int = 1, max_side:
         source = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     small, back = downscale(source, max_side)
     found = []
-    for rect, score in _raw_detect(np.ascontiguousarray(small), detector, upsample):
+    for rect, score in _raw_detect(np.ascontiguousarray(small), detector, upsample, threshold):
         # dlib rectangles are inclusive; ours are exclusive on the right and bottom.
         left = max(0, round(rect.left() * back))
         top = max(0, round(rect.top() * back))
@@ -105,7 +111,9 @@ def detect(rgb: np.ndarray, *, detector: str = HOG, upsample: int = 1, max_side:
     return found
 
 
-def detect_padded(rgb: np.ndarray, *, detector: str = HOG, upsample: int = 1, max_side: int = 1024) -> list[Detection]:
+def detect_padded(
+    rgb: np.ndarray, *, detector: str = HOG, upsample: int = 1, max_side: int = 1024, threshold: float = 0.0
+) -> list[Detection]:
     """Detection on a photo that is already a tight face crop: the HOG window needs some margin
     around a face, so the photo is padded by a quarter of its size on each side (edge pixels
     repeated) and the boxes are shifted back and clipped."""
@@ -113,7 +121,7 @@ def detect_padded(rgb: np.ndarray, *, detector: str = HOG, upsample: int = 1, ma
     pad_y, pad_x = max(1, height // 4), max(1, width // 4)
     padded = cv2.copyMakeBorder(rgb, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_REPLICATE)
     found = []
-    for d in detect(padded, detector=detector, upsample=upsample, max_side=max_side):
+    for d in detect(padded, detector=detector, upsample=upsample, max_side=max_side, threshold=threshold):
         left, top = max(0, d.left - pad_x), max(0, d.top - pad_y)
         right, bottom = min(width, d.right - pad_x), min(height, d.bottom - pad_y)
         # Keep only boxes mostly inside the photo itself.

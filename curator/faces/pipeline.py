@@ -26,6 +26,11 @@ WHOLE_IMAGE_MAX_FIT = 0.1
 # holiday photo without a face stays "no face" even in a dataset that keeps undetected crops.
 CROP_MAX_SIDE = 640
 CROP_MAX_ASPECT = 1.35
+# ... and only when a relaxed detector still sees a face-sized candidate: on the dev set the HOG
+# scores of the padded UTKFace crops kept whole reach -1.1..0 (30 of 33 above this), those of
+# noise, plain backgrounds and background corners of LFW photos at most -0.65.
+WHOLE_IMAGE_MIN_SCORE = -0.6
+WHOLE_IMAGE_MIN_WIDTH = 0.3  # of the photo's width
 
 
 def looks_like_face_crop(rgb: np.ndarray) -> bool:
@@ -41,8 +46,9 @@ class AlignOptions:
     detector: str = HOG
     upsample: int = 1
     detect_max_side: int = 1024
-    # A face-crop-shaped photo with no detection becomes one face framed by the whole photo
-    # (for datasets made of face crops, e.g. UTKFace). Off for the predict API.
+    # A face-crop-shaped photo with no detection, even padded, becomes one face framed by the
+    # whole photo (for datasets made of face crops, e.g. UTKFace). The dataset decides, for its
+    # imports and for photos sent to its models alike.
     whole_image_fallback: bool = False
 
     def __post_init__(self) -> None:
@@ -129,14 +135,26 @@ def align_face(
     )
 
 
+def whole_image_face_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """Where a whole-image face's landmarks are searched: the box such a crop has its face in."""
+    inset_x, inset_y = round(width * WHOLE_IMAGE_FACE_INSET), round(height * WHOLE_IMAGE_FACE_INSET)
+    return (inset_x, inset_y, width - inset_x, height - inset_y)
+
+
+def landmark_box(
+    *, width: int, height: int, box: tuple[int, int, int, int], whole_image: bool
+) -> tuple[int, int, int, int]:
+    """The box a face's landmarks were found in (a whole-image face's box is the whole photo)."""
+    return whole_image_face_box(width, height) if whole_image else tuple(int(v) for v in box)
+
+
 def _whole_image_face(rgb: np.ndarray, options: AlignOptions) -> AlignedFace:
     """The photo is taken to be a face crop. Landmarks are fitted in the box where such a crop
     has its face; when they fit the template well the face is aligned with them like any other,
     otherwise (a face the detector could not find is often one the predictor gets wrong too) the
     photo's centre square is simply resized. Either way it is flagged as whole-image."""
     height, width = rgb.shape[:2]
-    inset_x, inset_y = round(width * WHOLE_IMAGE_FACE_INSET), round(height * WHOLE_IMAGE_FACE_INSET)
-    face = align_face(rgb, (inset_x, inset_y, width - inset_x, height - inset_y), options)
+    face = align_face(rgb, whole_image_face_box(width, height), options)
     if face.landmark_fit > WHOLE_IMAGE_MAX_FIT * options.crop_size:
         side = min(width, height)
         x0, y0 = (width - side) // 2, (height - side) // 2
@@ -155,8 +173,10 @@ def _whole_image_face(rgb: np.ndarray, options: AlignOptions) -> AlignedFace:
 
 
 def detect_faces(rgb: np.ndarray, options: AlignOptions) -> list[Detection]:
+    """The detections every path uses (import, training, predict): a photo shaped like a face crop
+    that yields nothing is searched again padded, whatever the whole-image fallback says."""
     found = detect(rgb, detector=options.detector, upsample=options.upsample, max_side=options.detect_max_side)
-    if not found and options.whole_image_fallback and looks_like_face_crop(rgb):
+    if not found and looks_like_face_crop(rgb):
         # A tight face crop leaves the detector no margin around the face; try again with some.
         found = detect_padded(
             rgb, detector=options.detector, upsample=options.upsample, max_side=options.detect_max_side
@@ -164,17 +184,38 @@ def detect_faces(rgb: np.ndarray, options: AlignOptions) -> list[Detection]:
     return found
 
 
+def whole_image_evidence(rgb: np.ndarray, options: AlignOptions) -> float | None:
+    """The best relaxed detection score of a face-sized candidate in the padded photo, or None
+    when there is none above WHOLE_IMAGE_MIN_SCORE: a blank or non-face photo stays faceless."""
+    candidates = [
+        d
+        for d in detect_padded(
+            rgb,
+            detector=HOG,
+            upsample=options.upsample,
+            max_side=options.detect_max_side,
+            threshold=WHOLE_IMAGE_MIN_SCORE,
+        )
+        if d.width >= WHOLE_IMAGE_MIN_WIDTH * rgb.shape[1]
+    ]
+    return max((d.score for d in candidates), default=None)
+
+
 def detect_and_align(rgb: np.ndarray, options: AlignOptions) -> list[AlignedFace]:
     """Every face in an 8-bit RGB photo (H x W x 3), largest first: index 0 is the largest.
-    An empty list means no face; with whole_image_fallback a photo shaped like a face crop is
-    padded and searched again, and failing that becomes one face framed by the whole photo."""
+    An empty list means no face. A photo shaped like a face crop is padded and searched again;
+    failing that, with whole_image_fallback, it becomes one face framed by the whole photo when a
+    relaxed detector still sees a face in it (its score is the face's detector_score)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError("detect_and_align needs an 8-bit RGB array of shape (height, width, 3)")
     rgb = np.ascontiguousarray(rgb)
     detections = sorted(detect_faces(rgb, options), key=lambda d: (-d.area, d.left, d.top))
     faces = [align_face(rgb, d.box, options, score=d.score) for d in detections]
     if not faces and options.whole_image_fallback and looks_like_face_crop(rgb):
-        faces = [_whole_image_face(rgb, options)]
+        evidence = whole_image_evidence(rgb, options)
+        if evidence is not None:
+            faces = [_whole_image_face(rgb, options)]
+            faces[0].detector_score = evidence
     for index, face in enumerate(faces):
         face.index = index
         face.is_largest = index == 0

@@ -99,7 +99,8 @@ export function initFaceGrid(root, options = {}) {
     clearTimeout(state.detailTimer);
     // Debounced so holding an arrow key does not fetch every face it passes.
     state.detailTimer = setTimeout(async () => {
-      const url = root.dataset.detailUrl.replace(/\/0\/$/, `/${id}/`);
+      // ".../faces/0/" or ".../faces/0/?model=3": the face's id replaces the 0.
+      const url = root.dataset.detailUrl.replace(/\/0\/(?=\?|$)/, `/${id}/`);
       const response = await fetch(url, { credentials: "same-origin" });
       if (response.ok) detail.innerHTML = await response.text();
     }, 150);

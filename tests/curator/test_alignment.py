@@ -11,9 +11,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from curator.faces.alignment import LANDMARK_SETS, apply_affine, template_points
-from curator.faces.detection import detect
+from curator.faces.detection import detect, detect_padded
 from curator.faces.landmarks import landmarks_68
-from curator.faces.pipeline import AlignOptions, detect_and_align
+from curator.faces.pipeline import WHOLE_IMAGE_MIN_SCORE, AlignOptions, detect_and_align
 from curator.faces.quality import hamming
 from curator.images import load_rgb
 from curator.models import AlignmentJob, Face, SourceImage
@@ -163,22 +163,40 @@ def test_mmod_cnn_detector_finds_the_same_face():
 def test_tight_face_crop_is_found_once_padded():
     photo = rgb(TIGHT_CROP)
     assert detect(photo) == []
-    assert detect_and_align(photo, AlignOptions(whole_image_fallback=False)) == []
-    face = one_face(photo, AlignOptions(whole_image_fallback=True))
-    assert not face.whole_image
-    assert face.landmark_fit < 0.1 * 160
+    # The padded retry is detection, not the whole-image fallback: both settings find the face.
+    for fallback in (False, True):
+        face = one_face(photo, AlignOptions(whole_image_fallback=fallback))
+        assert not face.whole_image
+        assert face.landmark_fit < 0.1 * 160
 
 
-def test_face_crop_without_any_detection_becomes_a_whole_image_face():
-    # A crop on its side: no detector finds it, padded or not.
-    photo = np.ascontiguousarray(np.rot90(rgb(UTK[0])))
+def rotated(photo: np.ndarray, degrees: float) -> np.ndarray:
+    height, width = photo.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    return np.ascontiguousarray(cv2.warpAffine(photo, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE))
+
+
+def test_face_crop_with_only_a_weak_detection_becomes_a_whole_image_face():
+    # A crop tilted by 25°: no detection at HOG's threshold, padded or not, a weak one below it.
+    photo = rotated(rgb(UTK[0]), 25)
+    assert detect(photo) == [] and detect_padded(photo) == []
     assert detect_and_align(photo, AlignOptions(whole_image_fallback=False)) == []
     face = one_face(photo, AlignOptions(whole_image_fallback=True, crop_size=128))
     assert face.whole_image
     assert face.box == (0, 0, photo.shape[1], photo.shape[0])
     assert face.crop.shape == (128, 128, 3)
-    assert face.detector_score is None
+    assert WHOLE_IMAGE_MIN_SCORE <= face.detector_score < 0  # the relaxed detector's evidence
     assert face.landmarks.shape == (68, 2)
+
+
+def test_face_crop_without_any_face_evidence_stays_faceless():
+    # A crop on its side: not even a weak detection, so not a face, however crop-shaped.
+    photo = np.ascontiguousarray(np.rot90(rgb(UTK[0])))
+    assert detect_and_align(photo, AlignOptions(whole_image_fallback=True)) == []
+    # Nor a blank crop-shaped photo (the predict API used to answer it with a face).
+    rng = np.random.default_rng(3)
+    blank = cv2.resize((rng.random((30, 40, 3)) * 255).astype(np.uint8), (320, 240))
+    assert detect_and_align(blank, AlignOptions(whole_image_fallback=True)) == []
 
 
 def test_photo_without_a_face_yields_nothing():

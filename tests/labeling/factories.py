@@ -92,3 +92,39 @@ def make_faces(
             )
         )
     return Face.objects.bulk_create(faces)
+
+
+def version_with_predictions(
+    dataset: Dataset,
+    faces: list[Face],
+    *,
+    number: int = 1,
+    architecture: str = "pretrained",
+    predict=None,
+    classes: list[str] | None = None,
+):
+    """A model version with a prediction for every face, as a `pretrained` version (or any
+    other) leaves them, without training: `predict(i, face)` -> (label, confidence); by default
+    female/male alternating with confidences falling from 0.99 by 0.03."""
+    from training.models import ModelVersion, Prediction
+
+    version = ModelVersion.objects.create(
+        dataset=dataset, number=number, architecture=architecture, artifact="", classes=classes or ["female", "male"]
+    )
+    rows = []
+    for i, face in enumerate(faces):
+        label, confidence = predict(i, face) if predict else ("male" if i % 2 else "female", round(0.99 - 0.03 * i, 2))
+        probabilities = [(1 - confidence) / max(1, len(version.classes) - 1)] * len(version.classes)
+        probabilities[version.classes.index(label)] = confidence
+        rows.append(
+            Prediction(
+                face=face,
+                model_version=version,
+                probabilities=probabilities,
+                predicted_label=label,
+                confidence=confidence,
+                disagrees=bool(face.label) and face.label != label,
+            )
+        )
+    Prediction.objects.bulk_create(rows)
+    return version

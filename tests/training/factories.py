@@ -1,14 +1,15 @@
-"""Face rows made from the fixture faces, as alignment would leave them: each photo stored as an
-aligned-size crop (160 px) with its label, metadata and a quality figure."""
+"""Face rows made from the fixture faces, as alignment leaves them: each photo stored as an
+original, its largest face aligned by the real pipeline (160-px crop), with its label, metadata
+and a quality figure."""
 
 import hashlib
-import io
 from pathlib import Path
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from PIL import Image
 
+from curator.faces.pipeline import AlignOptions, detect_and_align, encode_jpeg
+from curator.images import load_rgb
 from curator.models import Dataset, Face, SourceImage
 
 UTK_RACES = {"0": "white", "1": "black", "2": "asian", "3": "indian", "4": "others"}
@@ -33,32 +34,46 @@ def fixture_face_rows(fixture_faces: Path) -> list[dict]:
 
 
 def add_faces(dataset: Dataset, rows: list[dict], crop_size: int = 160) -> list[Face]:
+    """Each photo stored as an original and aligned by the real face pipeline (largest face; a
+    crop-shaped photo without a detection becomes a whole-image face, as the dataset's imports do)."""
     faces = []
+    options = AlignOptions.from_dataset(dataset, crop_size=crop_size)
     for i, row in enumerate(rows):
         data = row["path"].read_bytes()
+        original = default_storage.save(f"datasets/{dataset.pk}/originals/{row['path'].name}", ContentFile(data))
+        rgb = load_rgb(data)
+        aligned = detect_and_align(rgb, options)[0]
         image = SourceImage.objects.create(
             dataset=dataset,
-            file=f"datasets/{dataset.pk}/originals/{row['path'].name}",
+            file=original,
             original_name=row["path"].name,
             sha256=hashlib.sha256(data + str(i).encode()).hexdigest(),
+            width=rgb.shape[1],
+            height=rgb.shape[0],
             label=row["label"],
             metadata=row["metadata"],
             status=SourceImage.Status.ALIGNED,
             face_count=1,
         )
-        with Image.open(io.BytesIO(data)) as im:
-            buffer = io.BytesIO()
-            im.convert("RGB").resize((crop_size, crop_size)).save(buffer, "JPEG", quality=92)
-        crop = default_storage.save(f"datasets/{dataset.pk}/faces/{image.pk}-0.jpg", ContentFile(buffer.getvalue()))
+        crop = default_storage.save(
+            f"datasets/{dataset.pk}/faces/{image.pk}-0.jpg", ContentFile(encode_jpeg(aligned.crop))
+        )
+        left, top, right, bottom = aligned.box
         faces.append(
             Face.objects.create(
                 dataset=dataset,
                 image=image,
                 crop=crop,
+                box_left=left,
+                box_top=top,
+                box_right=right,
+                box_bottom=bottom,
+                landmarks=aligned.landmarks_list(),
+                whole_image=aligned.whole_image,
                 label=row["label"],
                 label_origin=Face.LabelOrigin.IMPORT,
                 is_largest=True,
-                size_px=crop_size,
+                size_px=aligned.size_px,
                 sharpness=100.0 + i,
             )
         )

@@ -36,7 +36,7 @@ def test_alice_queues_a_job_from_the_dataset_page(
     job = TrainingJob.objects.get()
     assert response.url == reverse("training:job_detail", args=[job.pk])
     assert len(callbacks) == 1  # the task is queued once the job row is committed
-    assert job.config["epochs"] == 3 and job.config["seed"] == 7 and job.config["input_size"] == 96
+    assert job.config["epochs"] == 3 and job.config["seed"] == 7 and job.config["input_size"] == 64
     assert job.status == JobStatus.QUEUED and job.created_by.username == "alice"
     page = alice_client.get(response.url).content.decode()
     assert "Queued" in page and 'hx-trigger="every 2s"' in page and "Cancel job" in page

@@ -1,0 +1,120 @@
+"""What the descriptor-based models see of a face, computed from the original photo (free of the
+database, so worker pools and the predict path share it):
+
+- dlib's 128-D descriptor of its own 150-px chip (padding 0.25), averaged with the descriptor of
+  the mirrored chip (horizontal-flip test-time augmentation: +0.5 points on the dev set);
+- the pretrained gender network's [female, male] probabilities on its 32-px chip, averaged over
+  the chip and its mirror (None when that network cannot be loaded).
+
+    features = photo_features(rgb, [landmark_box, ...])
+    inputs = model_inputs(features, use_pretrained=True)   # [N, 129] for the embedding model
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from curator.faces import chips
+from training import pretrained
+
+
+@dataclass
+class FaceFeatures:
+    descriptor: np.ndarray  # float32 [128], of the chip
+    descriptor_flipped: np.ndarray  # float32 [128], of the mirrored chip
+    pretrained: np.ndarray | None  # float32 [2], female/male, mean over chip and mirror
+
+    @property
+    def descriptor_tta(self) -> np.ndarray:
+        return (self.descriptor + self.descriptor_flipped) / 2
+
+
+def photo_features(
+    rgb: np.ndarray, boxes: list[tuple[int, int, int, int]], *, pretrained_model: str | None = None
+) -> list[FaceFeatures]:
+    """Features of each face box of one RGB photo (boxes as the landmarks were found in them).
+    `pretrained_model` is the ONNX file's path for processes without Django settings ("" when
+    the network is not installed; None: find it through the settings)."""
+    if not boxes:
+        return []
+    shapes = [chips.five_point_shape(rgb, box) for box in boxes]
+    big = [chips.chip(s, chips.DESCRIPTOR_CHIP_SIZE, chips.DESCRIPTOR_CHIP_PADDING) for s in shapes]
+    vectors = chips.descriptors([c for chip in big for c in (chip, chips.flipped(chip))])
+    gender = _pretrained_probabilities(shapes, pretrained_model)
+    return [
+        FaceFeatures(
+            descriptor=vectors[2 * i],
+            descriptor_flipped=vectors[2 * i + 1],
+            pretrained=None if gender is None else gender[i],
+        )
+        for i in range(len(boxes))
+    ]
+
+
+def _pretrained_probabilities(shapes: list[chips.FaceShape], model: str | None) -> np.ndarray | None:
+    if model == "":
+        return None
+    small = [chips.chip(s, pretrained.CHIP_SIZE, pretrained.CHIP_PADDING) for s in shapes]
+    batch = np.stack([c for chip in small for c in (chip, chips.flipped(chip))])
+    try:
+        probabilities = pretrained.gender_probabilities(batch, path=model or None)
+    except pretrained.PretrainedModelError:
+        return None
+    return probabilities.reshape(len(shapes), 2, 2).mean(axis=1)
+
+
+def pretrained_logit(features: list[FaceFeatures]) -> np.ndarray:
+    """log(p_male / p_female) of the pretrained network, [N, 1]; clipped so certainty stays finite."""
+    p = np.clip(np.stack([f.pretrained for f in features]).astype(np.float64), 1e-6, 1.0)
+    return np.log(p[:, 1:2] / p[:, 0:1]).astype(np.float32)
+
+
+def model_inputs(features: list[FaceFeatures], *, use_pretrained: bool) -> np.ndarray:
+    """The embedding model's input rows: the flip-averaged descriptor, and the pretrained
+    network's logit as one more column when the model was trained with it."""
+    if not features:
+        return np.zeros((0, 129 if use_pretrained else 128), dtype=np.float32)
+    descriptor = np.stack([f.descriptor_tta for f in features]).astype(np.float32)
+    if not use_pretrained:
+        return descriptor
+    if any(f.pretrained is None for f in features):
+        raise pretrained.PretrainedModelError(
+            "This model uses the pretrained gender network as a feature, and that network is not available."
+        )
+    return np.hstack([descriptor, pretrained_logit(features)])
+
+
+def compute_photos(
+    photos: list[tuple[bytes | None, list[tuple[int, tuple[int, int, int, int]]]]],
+    *,
+    max_pixels: int,
+    pretrained_model: str,
+) -> dict[int, FaceFeatures]:
+    """Features of the faces of each photo's bytes (None: the file is gone). Runs in the pool
+    processes of training.descriptors, so it touches no database and no Django settings. A
+    photo that is gone or no longer decodes is skipped."""
+    from curator.images import ImageRejected, decode
+
+    result: dict[int, FaceFeatures] = {}
+    for blob, faces in photos:
+        if blob is None:
+            continue
+        try:
+            rgb, _ = decode(blob, max_pixels=max_pixels)
+        except ImageRejected:
+            continue
+        features = photo_features(rgb, [box for _, box in faces], pretrained_model=pretrained_model)
+        result.update({face_id: f for (face_id, _), f in zip(faces, features, strict=True)})
+    return result
+
+
+def decode_crop(data: bytes) -> np.ndarray:
+    """RGB uint8 array of an aligned crop file's bytes (PIL, the decoder the predict side uses)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
