@@ -18,6 +18,7 @@ from django.db.models.functions import Abs, Cast, Floor, Least
 from django.http import QueryDict
 
 from curator.models import Dataset, Face, ImportBatch, SourceImage
+from labeling.extensions import prediction_provider
 from labeling.models import BulkAction, LabelEvent
 
 PER_PAGE_DEFAULT = 120
@@ -368,13 +369,7 @@ def face_suggestion(*, face: Face, model_version=None) -> dict | None:
         return None
     label, confidence = getattr(face, "pred_label", None), getattr(face, "pred_confidence", None)
     if label is None and model_version is not None:
-        from training.models import Prediction
-
-        row = (
-            Prediction.objects.filter(face=face, model_version=model_version)
-            .values_list("predicted_label", "confidence")
-            .first()
-        )
+        row = prediction_provider().predictions(model_version=model_version, face_ids=[face.pk]).get(face.pk)
         if row:
             label, confidence = row
     if label:
@@ -399,14 +394,7 @@ def faces_attach_predictions(*, faces: list[Face], model_version) -> None:
     """Set `pred_label` / `pred_confidence` on each face from `model_version` (None when absent)."""
     found = {}
     if model_version is not None and faces:
-        from training.models import Prediction
-
-        found = {
-            face_id: (label, conf)
-            for face_id, label, conf in Prediction.objects.filter(
-                model_version=model_version, face_id__in=[f.pk for f in faces]
-            ).values_list("face_id", "predicted_label", "confidence")
-        }
+        found = prediction_provider().predictions(model_version=model_version, face_ids=[f.pk for f in faces])
     for face in faces:
         face.pred_label, face.pred_confidence = found.get(face.pk, (None, None))
 
@@ -433,14 +421,9 @@ def face_detail(*, dataset: Dataset, face_id: int, model_version=None) -> dict |
     face = Face.objects.filter(dataset=dataset, pk=face_id).select_related("image", "image__batch").first()
     if face is None:
         return None
-    from training.models import ModelVersion, Prediction
-
+    provider = prediction_provider()
     if model_version is None:
-        model_version = ModelVersion.objects.filter(dataset=dataset, is_active=True).first()
-
-    predictions = (
-        Prediction.objects.filter(face=face).select_related("model_version").order_by("-model_version__number")[:10]
-    )
+        model_version = provider.active_version(dataset=dataset)
     return {
         "face": face,
         "image": face.image,
@@ -449,16 +432,7 @@ def face_detail(*, dataset: Dataset, face_id: int, model_version=None) -> dict |
         "lm_radius": round(max(1.0, max(face.image.width, face.image.height) / 250), 1),
         "history": list(LabelEvent.objects.filter(face=face).select_related("user", "action").order_by("-id")[:50]),
         "suggestion": face_suggestion(face=face, model_version=model_version),
-        "predictions": [
-            {
-                "version": p.model_version,
-                "label": p.predicted_label,
-                "confidence": p.confidence,
-                "probabilities": list(zip(p.model_version.classes, p.probabilities, strict=False)),
-                "disagrees": p.disagrees,
-            }
-            for p in predictions
-        ],
+        "predictions": provider.face_history(face=face, limit=10),
     }
 
 
@@ -597,15 +571,6 @@ def quality_histograms_svg(*, dataset: Dataset) -> list[tuple[str, str]]:
 # --- Near-duplicates ------------------------------------------------------------------------------
 
 
-def _popcount(x):
-    import numpy as np
-
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
-
-
 def hash_pairs(ids: list[int], hashes: list[int], max_distance: int) -> list[tuple[int, int]]:
     """Pairs of ids whose 64-bit hashes differ in at most `max_distance` bits.
 
@@ -646,7 +611,7 @@ def hash_pairs(ids: list[int], hashes: list[int], max_distance: int) -> list[tup
             dst = order[starts + np.arange(total)]
             keep = src < dst  # each unordered pair once, never a hash with itself
             src, dst = src[keep], dst[keep]
-            hit = _popcount(arr[src] ^ arr[dst]) <= max_distance
+            hit = np.bitwise_count(arr[src] ^ arr[dst]) <= max_distance
             if hit.any():
                 found.append(np.stack([id_arr[src[hit]], id_arr[dst[hit]]], axis=1))
     if not found:
@@ -655,27 +620,25 @@ def hash_pairs(ids: list[int], hashes: list[int], max_distance: int) -> list[tup
     return [(int(a), int(b)) for a, b in pairs]
 
 
-class _UnionFind:
-    def __init__(self):
-        self.parent: dict[int, int] = {}
+def connected_groups(ids, pairs) -> list[list[int]]:
+    """The connected components of the graph of `ids` joined by `pairs` (scipy's), as sorted lists
+    of ids; an id without a pair is a group of its own."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(self, x: int) -> int:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-    def groups(self) -> list[list[int]]:
-        out: dict[int, list[int]] = defaultdict(list)
-        for x in self.parent:
-            out[self.find(x)].append(x)
-        return [sorted(g) for g in out.values()]
+    ids = sorted(set(ids) | {x for pair in pairs for x in pair})
+    if not ids:
+        return []
+    position = {x: i for i, x in enumerate(ids)}
+    rows = np.array([position[a] for a, _ in pairs], dtype=np.int64)
+    cols = np.array([position[b] for _, b in pairs], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))
+    _, component = connected_components(graph, directed=False)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for x, c in zip(ids, component.tolist(), strict=True):
+        groups[c].append(x)
+    return list(groups.values())
 
 
 def duplicate_id_groups(*, dataset: Dataset, max_distance: int) -> list[list[int]]:
@@ -686,10 +649,8 @@ def duplicate_id_groups(*, dataset: Dataset, max_distance: int) -> list[list[int
     groups = cache.get(key)
     if groups is None:
         rows = list(Face.objects.filter(dataset=dataset, phash__isnull=False).values_list("id", "phash"))
-        uf = _UnionFind()
-        for a, b in hash_pairs([r[0] for r in rows], [r[1] for r in rows], max_distance):
-            uf.union(a, b)
-        groups = [g for g in uf.groups() if len(g) > 1]
+        pairs = hash_pairs([r[0] for r in rows], [r[1] for r in rows], max_distance)
+        groups = [g for g in connected_groups([], pairs) if len(g) > 1]
         cache.set(key, groups, 3600)
     return groups
 
@@ -723,25 +684,22 @@ def duplicate_groups(*, dataset: Dataset, max_distance: int = 6) -> list[dict]:
 def face_groups_for_split(*, dataset: Dataset, face_ids: set[int], duplicate_distance: int) -> list[list[int]]:
     """Groups that must land in one split: near-duplicates, faces of the same known identity
     (`SourceImage.metadata["identity"]`) and faces of the same photo. Sorted by first id."""
-    uf = _UnionFind()
-    for f in face_ids:
-        uf.find(f)
     rows = list(
         Face.objects.filter(pk__in=face_ids).values_list("id", "phash", "image_id", "image__metadata__identity")
     )
+    pairs: list[tuple[int, int]] = []
     by_key: dict[tuple, int] = {}
     for face_id, _, image_id, identity in rows:
         for key in (("image", image_id), ("identity", identity)):
             if key[1] in (None, ""):
                 continue
             if key in by_key:
-                uf.union(face_id, by_key[key])
+                pairs.append((face_id, by_key[key]))
             else:
                 by_key[key] = face_id
     hashed = [(r[0], r[1]) for r in rows if r[1] is not None]
-    for a, b in hash_pairs([h[0] for h in hashed], [h[1] for h in hashed], duplicate_distance):
-        uf.union(a, b)
-    return sorted(uf.groups(), key=lambda g: g[0])
+    pairs += hash_pairs([h[0] for h in hashed], [h[1] for h in hashed], duplicate_distance)
+    return sorted(connected_groups(face_ids, pairs), key=lambda g: g[0])
 
 
 def exports_list(*, dataset: Dataset) -> list[dict]:

@@ -33,6 +33,8 @@ class ModelUnavailable(RuntimeError):
 class LoadedModel:
     needs_crops = False
     needs_features = False
+    # Whether its features must include dlib's descriptor (the costly part of a prediction).
+    needs_descriptor = False
 
     def __init__(self, version: ModelVersion):
         self.version_id = version.pk
@@ -109,6 +111,7 @@ class CropModel(KerasModel):
 
 class EmbeddingModel(KerasModel):
     needs_features = True
+    needs_descriptor = True
 
     def __init__(self, version: ModelVersion):
         super().__init__(version)
@@ -184,6 +187,7 @@ class EnsembleModel(LoadedModel):
                 )
         self.needs_crops = any(m.needs_crops for m in self.members)
         self.needs_features = any(m.needs_features for m in self.members)
+        self.needs_descriptor = any(m.needs_descriptor for m in self.members)
         self.combine = version.config.get("combine", "average")
         self.stacker = version.config.get("stacker")
 

@@ -10,7 +10,6 @@ import time
 import traceback
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
@@ -96,37 +95,14 @@ def training_job_cancel(*, job: TrainingJob, keep_best: bool = False) -> Trainin
     return job
 
 
-def stale_after() -> timedelta:
-    return timedelta(seconds=settings.CURATOR_JOB_STALE_SECONDS)
-
-
-def training_job_check_stale(*, job: TrainingJob) -> TrainingJob:
-    """Mark a running job failed when its worker stopped sending heartbeats (killed, machine
-    lost): without this it would show "running" forever."""
-    if job.status != JobStatus.RUNNING:
-        return job
-    last = job.heartbeat_at or job.started_at or job.created_at
-    if timezone.now() - last <= stale_after():
-        return job
-    seconds = int((timezone.now() - last).total_seconds())
-    updated = TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at).update(
-        status=JobStatus.FAILED,
-        finished_at=timezone.now(),
-        phase="failed",
-        error=f"The training worker stopped reporting {seconds} s ago (it was probably killed or its machine "
-        "was lost). Start the job again.",
-    )
-    if updated:
-        logger.warning("training job %s marked failed: no heartbeat for %s s", job.pk, seconds)
-    job.refresh_from_db()
-    return job
-
-
 def training_jobs_check_stale(*, dataset: Dataset | None = None) -> int:
-    jobs = TrainingJob.objects.filter(status=JobStatus.RUNNING)
+    """Fail the running jobs whose worker stopped sending heartbeats (killed, machine lost), by
+    the rule of the stale-job sweep (TrainingJob.on_stale); returns how many were failed. The
+    train worker calls this before it starts a job; beat runs the sweep for everything else."""
+    jobs = TrainingJob.stale_jobs()
     if dataset is not None:
         jobs = jobs.filter(dataset=dataset)
-    return sum(training_job_check_stale(job=j).status == JobStatus.FAILED for j in jobs)
+    return sum(job.on_stale() for job in jobs)
 
 
 # --- Running ---------------------------------------------------------------------------------------
@@ -331,11 +307,12 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
         versions = engine.versions()
         reporter.phase("training")
         result = _fit(job=job, config=config, data=data, reporter=reporter, engine=engine, features=features)
+        fitted_without_epochs = job.architecture == Architecture.EMBEDDING and not result.history
         reporter.log(
-            f"Training stopped ({result.stopped.replace('_', ' ')}) after {len(result.history)} full epochs; "
+            f"Fitted in {result.seconds:.1f} s."
+            if fitted_without_epochs
+            else f"Training stopped ({result.stopped.replace('_', ' ')}) after {len(result.history)} full epochs; "
             f"best validation loss at epoch {result.best_epoch}."
-            if result.history
-            else f"Fitted in {result.seconds:.1f} s."
         )
     timings["train_s"] = round(time.monotonic() - t, 2)
     if result.stopped == "cancelled":
@@ -722,3 +699,39 @@ def _store_predictions(model_version: ModelVersion, rows, probabilities: np.ndar
         unique_fields=["face", "model_version"],
         update_fields=["probabilities", "predicted_label", "confidence", "disagrees"],
     )
+
+
+# --- Retraining and labels changed elsewhere ------------------------------------------------------
+
+
+def version_retrain(*, version: ModelVersion, user: AbstractBaseUser | None) -> TrainingJob:
+    """A new training job with exactly the configuration of the version's job (same architecture,
+    seed and hyper-parameters) on the dataset's labels as they are now (the review queue's
+    one-click retrain). Raises what training_job_create raises (ValueError subclasses)."""
+    from training.config import DEFAULTS
+
+    source = version.job.config if version.job_id and version.job else version.config
+    config = {k: v for k, v in (source or {}).items() if k in DEFAULTS.get(version.architecture, {})}
+    return training_job_create(
+        dataset=version.dataset, user=user, architecture=version.architecture, config=config, retrain_of=version
+    )
+
+
+def predictions_disagrees_sync(*, face_ids: list[int], label: str) -> None:
+    """`Prediction.disagrees` is denormalised for the review queue: a face disagrees when it has
+    a label and the prediction differs from it. Called (through labeling's `labels_changed`
+    signal, inside the labeling transaction) when faces got a new label; only rows whose flag
+    flips are written."""
+    from django.db import connection
+    from django.db.models.expressions import RawSQL
+
+    ids = list(face_ids)
+    if connection.vendor == "postgresql" and len(ids) > 100:
+        # One array parameter instead of thousands of placeholders (as labeling's bulk writes do).
+        ids = RawSQL("SELECT unnest(%s::bigint[])", [ids])
+    preds = Prediction.objects.filter(face_id__in=ids)
+    if not label:
+        preds.filter(disagrees=True).update(disagrees=False)
+        return
+    preds.filter(disagrees=True, predicted_label=label).update(disagrees=False)
+    preds.filter(disagrees=False).exclude(predicted_label=label).update(disagrees=True)

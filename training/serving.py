@@ -339,7 +339,7 @@ def _classify(model: LoadedModel, rgb: np.ndarray, aligned: list, *, warm_up: bo
     else:
         boxes = [landmark_box(width=width, height=height, box=f.box, whole_image=f.whole_image) for f in aligned]
         crops = np.stack([f.crop for f in aligned]) if model.needs_crops else None
-    features = photo_features(rgb, boxes) if model.needs_features else None
+    features = photo_features(rgb, boxes, descriptor=model.needs_descriptor) if model.needs_features else None
     return np.asarray(model.predict(crops=crops, features=features), dtype=np.float64)
 
 

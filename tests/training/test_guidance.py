@@ -272,7 +272,7 @@ def test_the_api_refuses_members_of_another_dataset(alice_client, dataset, alice
         content_type="application/json",
     )
     assert response.status_code == 400
-    assert str(theirs.pk) in response.json()["config"]["members"]
+    assert str(theirs.pk) in response.json()["error"]["fields"]["config"]["members"]
     assert not TrainingJob.objects.exists()
 
 
