@@ -67,9 +67,11 @@ def _work_of(face_ids: list[int]) -> tuple[dict[int, str], list[PhotoWork]]:
 
 
 def features_for_faces(
-    face_ids: list[int], *, progress: Callable[[int, int], None] | None = None
+    face_ids: list[int], *, descriptor: bool = True, progress: Callable[[int, int], None] | None = None
 ) -> dict[int, FaceFeatures]:
     """Features of the faces, from the cache where current, computed (and cached) otherwise.
+    `descriptor=False` is enough for the pretrained network alone (seconds instead of minutes for
+    a new dataset's pre-labels); a later call that wants the descriptor completes those rows.
     A face whose photo cannot be read is left out of the result."""
     face_ids = list(dict.fromkeys(face_ids))
     sources, photos = _work_of(face_ids)
@@ -79,15 +81,24 @@ def features_for_faces(
         "face_id", "source", "vector", "vector_flipped", "pretrained"
     )
     for face_id, source, vector, flipped, gender in cached:
+        has_descriptor = bool(vector) and len(vector) > 0
         # A row computed while the pretrained network was missing is redone once it is back.
-        if source == sources.get(face_id) and (gender is not None or not network_ok):
-            result[face_id] = FaceFeatures(_vector(vector), _vector(flipped), _vector(gender))
+        if (
+            source == sources.get(face_id)
+            and (gender is not None or not network_ok)
+            and (has_descriptor or not descriptor)
+        ):
+            result[face_id] = FaceFeatures(
+                _vector(vector) if has_descriptor else None,
+                _vector(flipped) if has_descriptor else None,
+                _vector(gender),
+            )
     todo = [(path, [(pk, box) for pk, box in faces if pk not in result]) for path, faces in photos]
     todo = [(path, faces) for path, faces in todo if faces]
     total, done = len(sources), len(result)
     if progress:
         progress(done, total)
-    for computed in _compute(todo):
+    for computed in _compute(todo, descriptor=descriptor):
         _store(computed, sources)
         result.update(computed)
         done += len(computed)
@@ -101,8 +112,11 @@ def _store(computed: dict[int, FaceFeatures], sources: dict[int, str]) -> None:
         [
             FaceDescriptor(
                 face_id=face_id,
-                vector=f.descriptor.astype(np.float32).tobytes(),
-                vector_flipped=f.descriptor_flipped.astype(np.float32).tobytes(),
+                # Empty when only the pretrained network was wanted (see features_for_faces).
+                vector=b"" if f.descriptor is None else f.descriptor.astype(np.float32).tobytes(),
+                vector_flipped=b""
+                if f.descriptor_flipped is None
+                else f.descriptor_flipped.astype(np.float32).tobytes(),
                 pretrained=None if f.pretrained is None else f.pretrained.astype(np.float32).tobytes(),
                 source=sources[face_id],
                 method=DESCRIPTOR_METHOD,
@@ -115,7 +129,7 @@ def _store(computed: dict[int, FaceFeatures], sources: dict[int, str]) -> None:
     )
 
 
-def _compute(todo: list[PhotoWork]):
+def _compute(todo: list[PhotoWork], *, descriptor: bool):
     """Yields {face_id: FaceFeatures} per group of photos as they are done."""
     if not todo:
         return
@@ -125,13 +139,17 @@ def _compute(todo: list[PhotoWork]):
     processes = max(1, settings.CURATOR_FEATURE_PROCESSES)
     if processes == 1 or len(todo) < POOL_MIN_PHOTOS:
         for group in groups:
-            yield compute_photos(_read(group), max_pixels=max_pixels, pretrained_model=model)
+            yield compute_photos(_read(group), max_pixels=max_pixels, pretrained_model=model, descriptor=descriptor)
         return
     with ProcessPoolExecutor(max_workers=min(processes, len(groups)), mp_context=get_context("spawn")) as pool:
         # Read the next groups while the pool computes (storage may be remote); keep a few in flight.
         pending = set()
         for group in groups:
-            pending.add(pool.submit(compute_photos, _read(group), max_pixels=max_pixels, pretrained_model=model))
+            pending.add(
+                pool.submit(
+                    compute_photos, _read(group), max_pixels=max_pixels, pretrained_model=model, descriptor=descriptor
+                )
+            )
             if len(pending) >= 2 * processes:
                 finished = next(as_completed(pending))
                 pending.remove(finished)

@@ -98,6 +98,7 @@ def compute_photos(
     *,
     max_pixels: int,
     pretrained_model: str,
+    descriptor: bool = True,
 ) -> dict[int, FaceFeatures]:
     """Features of the faces of each photo's bytes (None: the file is gone). Runs in the pool
     processes of training.descriptors, so it touches no database and no Django settings. A
@@ -112,7 +113,9 @@ def compute_photos(
             rgb, _ = decode(blob, max_pixels=max_pixels)
         except ImageRejected:
             continue
-        features = photo_features(rgb, [box for _, box in faces], pretrained_model=pretrained_model)
+        features = photo_features(
+            rgb, [box for _, box in faces], pretrained_model=pretrained_model, descriptor=descriptor
+        )
         result.update({face_id: f for (face_id, _), f in zip(faces, features, strict=True)})
     return result
 

@@ -282,7 +282,9 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
 
         face_ids = list(job.dataset.faces.exclude(crop="").values_list("pk", flat=True))
         reporter.phase("computing descriptors", 0, len(face_ids))
-        features = features_for_faces(face_ids, progress=reporter.phase_progress)
+        # The pretrained network alone needs no descriptor: its pre-labels take seconds.
+        needs_descriptor = job.architecture == Architecture.EMBEDDING
+        features = features_for_faces(face_ids, descriptor=needs_descriptor, progress=reporter.phase_progress)
         unreadable = [e for e in data.examples if e.face_id not in features]
         if unreadable:
             raise TrainingDataError(
@@ -290,16 +292,19 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
                 f"{unreadable[0].face_id}); this model reads the photo itself. Re-import them or exclude those faces."
             )
         timings["descriptors_s"] = round(time.monotonic() - t, 2)
-        reporter.log(f"Descriptors of {len(features)} faces ready in {timings['descriptors_s']:.0f} s.")
+        reporter.log(
+            f"{'Descriptors' if needs_descriptor else 'Pretrained network outputs'} of {len(features)} faces ready "
+            f"in {timings['descriptors_s']:.0f} s."
+        )
 
     t = time.monotonic()
     versions = {"tensorflow": "", "keras": ""}
     if job.architecture == Architecture.PRETRAINED:
-        result = _no_fit(choice={"features": "pretrained"})
+        result = _Unfitted(choice={"features": "pretrained"})
         reporter.log("The pretrained network needs no training: evaluating it on this dataset's test split.")
     elif job.architecture == Architecture.ENSEMBLE:
         reporter.phase("combining")
-        result = _no_fit(choice=ensemble_fit(config=config, data=data, reporter=reporter))
+        result = _Unfitted(choice=ensemble_fit(config=config, data=data, reporter=reporter))
     else:
         reporter.phase("loading TensorFlow")
         from training import engine
@@ -363,10 +368,6 @@ class _Unfitted:
     best_epoch: int = 0
     stopped: str = "completed"
     seconds: float = 0.0
-
-
-def _no_fit(*, choice: dict) -> _Unfitted:
-    return _Unfitted(choice=choice)
 
 
 def _fit(*, job: TrainingJob, config: dict, data: TrainingData, reporter: JobReporter, engine, features: dict):
@@ -627,7 +628,9 @@ def faces_probabilities(*, models: list, rows: list[tuple[int, str]]) -> tuple[l
     kept = [r for r, ok in zip(rows, _exist([r[1] for r in rows]), strict=True) if ok]
     features = None
     if any(m.needs_features for m in models):
-        features = features_for_faces([face_id for face_id, _ in kept])
+        features = features_for_faces(
+            [face_id for face_id, _ in kept], descriptor=any(m.needs_descriptor for m in models)
+        )
         kept = [r for r in kept if r[0] in features]
     crops = None
     if any(m.needs_crops for m in models):

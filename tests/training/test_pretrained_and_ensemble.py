@@ -145,3 +145,16 @@ def test_a_version_of_classes_the_dataset_no_longer_has_is_refused(
     assert error.value.status == 409 and "no longer has" in str(error.value)
     with pytest.raises(services.ActivationRefused, match="no longer has"):
         services.model_version_activate(model_version=pretrained_version)
+
+
+def test_pre_labels_need_no_descriptor_and_a_later_embedding_job_completes_the_cache(
+    dataset, alice, training_faces, pretrained_version
+):
+    from training.models import FaceDescriptor
+
+    rows = FaceDescriptor.objects.filter(face__dataset=dataset)
+    assert rows.count() == len(training_faces)
+    assert all(bytes(r.vector) == b"" and r.pretrained is not None for r in rows)  # dlib's ResNet never ran
+    job = run(dataset, alice, Architecture.EMBEDDING, head="linear")
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert all(len(bytes(r.vector)) == 128 * 4 for r in FaceDescriptor.objects.filter(face__dataset=dataset))
