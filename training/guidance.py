@@ -37,10 +37,11 @@ LINEAR_HEAD_S_PER_FACE = 3.0 / 4000
 # fitted and chose among three heads in 4.2 s (median) on 4,000 faces. Scaled by epochs / 150.
 DENSE_HEAD_S_PER_FACE = 4.2 / 4000
 DENSE_HEAD_EPOCHS = 150
-# cnn at 96 px: 625 s for the 50-epoch schedule on 2,800 train faces (early stopping ended it at
-# epoch 41), i.e. ~0.0045 s per train face and scheduled epoch.
-CNN_S_PER_FACE_EPOCH = 0.0045
-CNN_MEASURED_INPUT = 96
+# cnn at its 64 px default: bench/quality.py trained 40 epochs on 3,009 train faces in 757 s while
+# the machine was shared (load average 4-5), ~0.0063 s per train face and scheduled epoch. (At
+# 96 px it had taken 625 s for 41 epochs on 2,800 faces on a quieter machine.)
+CNN_S_PER_FACE_EPOCH = 0.0063
+CNN_MEASURED_INPUT = 64
 # seed-cnn at 150 px: 537 s for 20 epochs on 2,800 train faces, ~0.0096 s per train face and epoch.
 SEED_CNN_S_PER_FACE_EPOCH = 537.0 / (2800 * 20)
 SEED_CNN_MEASURED_INPUT = 150
