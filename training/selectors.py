@@ -132,3 +132,92 @@ def _metric_rows(a: ModelVersion, b: ModelVersion) -> list[dict]:
         gb = b.metrics.get("bias", {}).get(kind, {}).get("gap")
         rows.append({"name": f"Accuracy gap across {kind.replace('_', ' ')}", "a": ga, "b": gb})
     return rows
+
+
+# --- Predictions for labeling's grid and detail panel (see labeling/extensions.py) ---------------
+
+
+class _PredictionProvider:
+    """Training's predictions as labeling reads them; registered in TrainingConfig.ready()."""
+
+    def versions(self, *, dataset: Dataset) -> QuerySet[ModelVersion]:
+        return dataset_versions(dataset=dataset)
+
+    def version(self, *, dataset: Dataset, version_id: int) -> ModelVersion | None:
+        return ModelVersion.objects.filter(dataset=dataset, pk=version_id).first()
+
+    def active_version(self, *, dataset: Dataset) -> ModelVersion | None:
+        return ModelVersion.objects.filter(dataset=dataset, is_active=True).first()
+
+    def predictions(self, *, model_version: ModelVersion, face_ids: list[int]) -> dict[int, tuple[str, float]]:
+        if model_version is None or not face_ids:
+            return {}
+        rows = Prediction.objects.filter(model_version=model_version, face_id__in=list(face_ids))
+        return {
+            face_id: (label, conf)
+            for face_id, label, conf in rows.values_list("face_id", "predicted_label", "confidence")
+        }
+
+    def face_history(self, *, face, limit: int = 10) -> list[dict]:
+        rows = Prediction.objects.filter(face=face).select_related("model_version").order_by("-model_version__number")
+        return [
+            {
+                "version": p.model_version,
+                "label": p.predicted_label,
+                "confidence": p.confidence,
+                "probabilities": list(zip(p.model_version.classes, p.probabilities, strict=False)),
+                "disagrees": p.disagrees,
+            }
+            for p in rows[:limit]
+        ]
+
+    def face_ids(self, *, model_version: ModelVersion, **lookups) -> QuerySet:
+        return Prediction.objects.filter(model_version=model_version, **lookups).values("face_id")
+
+
+PREDICTION_PROVIDER = _PredictionProvider()
+
+
+# --- Rows the review queues start from (review joins them with its decisions) -----------------
+
+
+def version_predictions(*, model_version: ModelVersion) -> QuerySet[Prediction]:
+    """Every prediction of one model version (a queryset to narrow)."""
+    return Prediction.objects.filter(model_version=model_version)
+
+
+def run_scores(*, run) -> QuerySet:
+    """Every face's out-of-fold score of one run (a queryset to narrow)."""
+    from training.models import OutOfFoldScore
+
+    return OutOfFoldScore.objects.filter(run=run)
+
+
+def dataset_runs(*, dataset: Dataset) -> QuerySet:
+    """The dataset's out-of-fold runs, newest first."""
+    from training.models import OutOfFoldRun
+
+    return OutOfFoldRun.objects.filter(dataset=dataset).order_by("-created_at")
+
+
+def version_latest_retrain(*, version: ModelVersion) -> tuple[TrainingJob | None, ModelVersion | None]:
+    """The latest job that retrains this version, and the version it made (None until it has)."""
+    job = TrainingJob.objects.filter(retrain_of=version).order_by("-created_at").first()
+    return job, (ModelVersion.objects.filter(job=job).first() if job else None)
+
+
+def ensemble_members(*, version: ModelVersion) -> list[dict]:
+    """An ensemble's member versions in order; a deleted one is listed as missing."""
+    ids = list(version.config.get("members") or []) if version.architecture == "ensemble" else []
+    found = ModelVersion.objects.filter(pk__in=ids, dataset_id=version.dataset_id).in_bulk()
+    return [{"id": pk, "version": found.get(pk)} for pk in ids]
+
+
+def version_settings(*, version: ModelVersion) -> list[tuple[str, str]]:
+    """The config as (key, value) rows for the page, the stacking weights summarised."""
+    rows = []
+    for key, value in version.config.items():
+        if key == "stacker" and isinstance(value, dict):
+            value = f"logistic regression on the members' log probabilities, {len(value.get('coef', [[]])[0])} weights"
+        rows.append((key, str(value)))
+    return rows

@@ -30,7 +30,6 @@ def _svg(content: bytes) -> HttpResponse:
 
 def dataset_training(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id)
-    services.training_jobs_check_stale(dataset=dataset)
     versions = list(selectors.dataset_versions(dataset=dataset))
     return render(
         request,
@@ -91,7 +90,7 @@ def job_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = services.training_job_check_stale(job=selectors.job_for(request.user, job_id))
+    job = selectors.job_for(request.user, job_id)
     return render(
         request,
         "training/job_detail.html",
@@ -106,7 +105,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
     """Polled by the job page (htmx) every two seconds; JSON for API clients and tests."""
-    job = services.training_job_check_stale(job=selectors.job_for(request.user, job_id))
+    job = selectors.job_for(request.user, job_id)
     progress = selectors.job_progress(job=job)
     if request.headers.get("HX-Request"):
         return render(
@@ -157,6 +156,8 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
             "slices": metrics.get("slices", {}),
             "plots": VERSION_PLOTS,
             "others": others,
+            "members": selectors.ensemble_members(version=version),
+            "settings": selectors.version_settings(version=version),
             "can_curate": can_curate(request.user, version.dataset),
         },
     )

@@ -116,12 +116,15 @@ def test_bad_ensembles_are_refused_with_the_reason(dataset, alice, training_face
         )
 
 
-def test_an_ensemble_whose_member_was_deleted_is_refused_not_broken(dataset, alice, training_faces, pretrained_version):
+def test_an_ensemble_whose_member_was_deleted_is_refused_not_broken(
+    dataset, alice, alice_client, training_faces, pretrained_version
+):
     job = run(dataset, alice, Architecture.EMBEDDING, head="linear")
     embedding = ModelVersion.objects.get(job=job)
     ensemble = ModelVersion.objects.get(
         job=run(dataset, alice, Architecture.ENSEMBLE, members=[embedding.pk, pretrained_version.pk])
     )
+    deleted_id = embedding.pk
     embedding.delete()
     inference.clear_cache()
     with pytest.raises(services.ActivationRefused, match="deleted"):
@@ -129,6 +132,10 @@ def test_an_ensemble_whose_member_was_deleted_is_refused_not_broken(dataset, ali
     with pytest.raises(PredictError) as error:
         image_predict(data=lfw_photo("female").read_bytes(), model_version=ensemble)
     assert error.value.status == 503 and "were deleted" in str(error.value)
+    # Its page still opens, naming the member that is gone and linking the one that is not.
+    page = alice_client.get(f"/training/versions/{ensemble.pk}/").content.decode()
+    assert f"version {deleted_id} (deleted)" in page
+    assert f"/training/versions/{pretrained_version.pk}/" in page
 
 
 def test_a_version_of_classes_the_dataset_no_longer_has_is_refused(
