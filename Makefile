@@ -59,8 +59,9 @@ run: setup ensure-redis migrate
 	$(BIN)/celery -A curator worker -Q align -c $(NPROC) -n align@%h -l info --logfile var/log/worker-align.log & align=$$!; \
 	$(BIN)/celery -A curator worker -Q train -c 1 -n train@%h -l info --logfile var/log/worker-train.log & train=$$!; \
 	$(BIN)/celery -A curator worker -Q predict -c 1 -n predict@%h -l info --logfile var/log/worker-predict.log & predict=$$!; \
-	trap 'kill $$align $$train $$predict 2>/dev/null; wait' EXIT INT TERM; \
-	echo "Workers: align ($(NPROC) processes), train (1), predict (1); logs in var/log/"; \
+	$(BIN)/celery -A curator beat -l info --schedule var/celerybeat-schedule --logfile var/log/beat.log & beat=$$!; \
+	trap 'kill $$align $$train $$predict $$beat 2>/dev/null; wait' EXIT INT TERM; \
+	echo "Workers: align ($(NPROC) processes), train (1), predict (1), beat (stale-job sweep); logs in var/log/"; \
 	echo "Curator: http://127.0.0.1:8000  (Ctrl-C stops the web server and the workers)"; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload
 

@@ -194,7 +194,7 @@ def main() -> None:
     from django.test import Client
 
     from curator.models import Face
-    from labeling import selectors, services
+    from labeling import filters, services
 
     settings.ALLOWED_HOSTS = ["*"]
     # DEBUG=1 only picked the plain static storage at import; timing runs without query logging.
@@ -211,7 +211,7 @@ def main() -> None:
         response = client.get(url, params)  # warm-up
         if response.status_code != 200:
             raise SystemExit(f"{name}: HTTP {response.status_code}")
-        shown = selectors.faces_filter(dataset=dataset, params=QueryDict(urlencode(params))).queryset.count()
+        shown = filters.face_filter(dataset=dataset, params=QueryDict(urlencode(params))).queryset.count()
         times = []
         for _ in range(args.repeat):
             t = time.perf_counter()

@@ -1,7 +1,6 @@
 from django.contrib import admin
 
 from curator.models import AlignmentJob, Dataset, Face, ImportBatch, ImportIssue, Membership, SourceImage
-from training.admin import train_on_dataset
 
 
 class MembershipInline(admin.TabularInline):
@@ -15,7 +14,8 @@ class DatasetAdmin(admin.ModelAdmin):
     list_display = ["name", "classes", "crop_size", "detector", "created_by", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
-    actions = [train_on_dataset]
+    # Apps above curator add their own actions here (training adds "Train a model").
+    actions: list = []
 
 
 @admin.register(ImportBatch)

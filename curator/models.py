@@ -4,6 +4,8 @@ that align them. Image bytes live in storage (MEDIA_ROOT or S3); rows hold only 
 from django.conf import settings
 from django.db import models
 
+from curator.jobs import BackgroundJob
+
 
 def default_classes() -> list[str]:
     return list(settings.CURATOR_DEFAULT_CLASSES)
@@ -244,7 +246,7 @@ class Face(models.Model):
         return (self.box_left, self.box_top, self.box_right, self.box_bottom)
 
 
-class AlignmentJob(models.Model):
+class AlignmentJob(BackgroundJob):
     """Detection and alignment of a set of images, split into chunks over the `align` queue.
     Its state lives here (not in Celery) so the browser can show it and a lost worker is seen."""
 
@@ -253,6 +255,8 @@ class AlignmentJob(models.Model):
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+
+    SUCCEEDED = Status.DONE  # the value this table has always stored for a finished job
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="alignment_jobs")
     batch = models.ForeignKey(
@@ -269,11 +273,6 @@ class AlignmentJob(models.Model):
     no_face = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     resumed_count = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -282,6 +281,9 @@ class AlignmentJob(models.Model):
     def __str__(self) -> str:
         return f"alignment job {self.pk} of {self.dataset}"
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status in {self.Status.DONE, self.Status.FAILED}
+    def on_stale(self) -> bool:
+        """Re-queue the unfinished images, up to MAX_RESUMES times, then fail (the service says how)."""
+        from curator.services.alignment import alignment_job_check_stale
+
+        after = alignment_job_check_stale(job=self)
+        return after.status != self.status or after.resumed_count != self.resumed_count

@@ -29,11 +29,6 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
-
-
 def env_list(name: str, default: str = "", sep: str = ",") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(sep) if item.strip()]
 
@@ -64,11 +59,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files, no CDN
     "curator",
     "labeling",
     "training",
+    "review",
 ]
 
 MIDDLEWARE = [
@@ -218,6 +215,17 @@ CURATOR_REDIS_PREFIX = os.environ.get("CURATOR_REDIS_PREFIX") or (f"curator-test
 if CURATOR_REDIS_PREFIX:
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = CURATOR_REDIS_PREFIX
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Celery beat (exactly one per deployment: `celery -A curator beat`) runs the stale-job sweep every
+# quarter of CURATOR_JOB_STALE_SECONDS, so a lost worker's job is resumed or failed soon after it
+# goes quiet; a sweep no worker took before the next one is dropped.
+CURATOR_JOB_SWEEP_SECONDS = max(5.0, CURATOR_JOB_STALE_SECONDS / 4)
+CELERY_BEAT_SCHEDULE = {
+    "jobs-sweep-stale": {
+        "task": "curator.tasks.jobs_sweep_stale",
+        "schedule": CURATOR_JOB_SWEEP_SECONDS,
+        "options": {"expires": CURATOR_JOB_SWEEP_SECONDS},
+    },
+}
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -229,6 +237,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
+    # One error shape for every endpoint: {"error": {"code", "message", "fields"}}.
+    "EXCEPTION_HANDLER": "curator.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Curator API",

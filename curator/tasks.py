@@ -30,27 +30,29 @@ def align_chunk(job_id: int, image_ids: list[int]) -> int:
     return processed
 
 
-@shared_task(acks_late=True)
-def resume_orphaned_alignment_jobs() -> int:
-    from curator.services.alignment import alignment_jobs_resume_orphaned
+@shared_task(ignore_result=True)
+def jobs_sweep_stale() -> dict[str, int]:
+    """Resume or fail every background job whose worker stopped reporting (scheduled by Celery
+    beat, settings.CELERY_BEAT_SCHEDULE). Safe to run twice: each change is a conditional update."""
+    from curator.services.jobs import jobs_sweep_stale as sweep
 
-    return alignment_jobs_resume_orphaned()
+    return sweep()
 
 
 @worker_ready.connect
-def _resume_orphaned_jobs_on_start(sender=None, **kwargs) -> None:
-    """A (re)started worker looks for running jobs whose workers vanished, so a restarted
-    cluster finishes them instead of leaving them 'running' forever."""
+def _sweep_stale_jobs_on_start(sender=None, **kwargs) -> None:
+    """A (re)started worker sweeps at once, so a restarted cluster resumes its orphaned alignment
+    jobs without waiting for beat's next tick (and a deployment without beat still recovers)."""
     from django.db import connections
 
     try:
-        from curator.services.alignment import alignment_jobs_resume_orphaned
+        from curator.services.jobs import jobs_sweep_stale as sweep
 
-        changed = alignment_jobs_resume_orphaned()
+        changed = sum(sweep().values())
         if changed:
-            logger.warning("resumed or failed %d orphaned alignment jobs", changed)
+            logger.warning("resumed or failed %d orphaned jobs", changed)
     except Exception:  # a worker must start even when the database is not reachable yet
-        logger.exception("could not check for orphaned alignment jobs")
+        logger.exception("could not check for orphaned jobs")
     finally:
         # This runs in the main worker process; pool processes forked later must not share its
         # database connection.

@@ -17,6 +17,6 @@ urlpatterns = [
     path("labeling/", include("labeling.urls")),
     path("training/", include("training.urls")),
     path("predict/", include("training.predict_urls")),
-    path("review/", include("labeling.review_urls")),
+    path("review/", include("review.urls")),
     path("", include("curator.dataset_urls")),
 ]

@@ -154,7 +154,6 @@ def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
 def job_detail(request: HttpRequest, dataset_id: int, job_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id)
     job = get_object_or_404(AlignmentJob, dataset=dataset, pk=job_id)
-    job = alignment.alignment_job_check_stale(job=job)
     return render(
         request,
         "curator/job_detail.html",
@@ -166,7 +165,6 @@ def job_progress(request: HttpRequest, dataset_id: int, job_id: int) -> HttpResp
     """Polled by the job page (htmx) every second; JSON for API clients and tests."""
     dataset = get_dataset_for(request.user, dataset_id)
     job = get_object_or_404(AlignmentJob, dataset=dataset, pk=job_id)
-    job = alignment.alignment_job_check_stale(job=job)
     progress = selectors.job_progress(job=job)
     if request.headers.get("HX-Request"):
         response = render(request, "curator/_job_progress.html", {"dataset": dataset, "job": job, "progress": progress})

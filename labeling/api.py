@@ -5,19 +5,21 @@ curator role where needed (403)."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import QueryDict
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from curator.api_errors import ApiError
 from curator.models import Face
 from curator.permissions import can_curate, get_dataset_for, visible_datasets
-from labeling import selectors, services
+from labeling import filters, selectors, services
 from labeling.models import BulkAction, LabelEvent
 
 
@@ -102,9 +104,26 @@ class BulkActionSerializer(serializers.ModelSerializer):
 class LabelChangeSerializer(serializers.Serializer):
     faces = serializers.ListField(child=serializers.IntegerField(), required=False)
     versions = serializers.DictField(child=serializers.IntegerField(), required=False)
-    filter = serializers.CharField(required=False, help_text="A grid query string; changes every matching face.")
+    filter = serializers.CharField(
+        required=False, allow_blank=True, help_text="A grid query string; changes every matching face."
+    )
     expected_count = serializers.IntegerField(required=False)
     changes = serializers.DictField(help_text="Any of label, is_unsure, is_excluded, split.")
+    flash = serializers.BooleanField(
+        required=False, default=False, help_text="Browser (session) use: show the message on the next page too."
+    )
+
+
+FACE_STATE_FIELDS = ("id", "version", "label", "is_unsure", "is_excluded", "split")
+
+
+def _faces_state(face_ids) -> list[dict]:
+    """The faces' label state after a change, for the grid to redraw its tiles."""
+    return list(Face.objects.filter(pk__in=face_ids).order_by("id").values(*FACE_STATE_FIELDS))
+
+
+def _plural(n: int, word: str = "face") -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 class FacePagination(PageNumberPagination):
@@ -112,31 +131,6 @@ class FacePagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
     invalid_page_message = "Page {page_number} does not exist for this filter: {message}"
-
-
-FILTER_PARAMS = [
-    OpenApiParameter(name, OpenApiTypes.STR, description=text)
-    for name, text in [
-        ("label", "a class, or unlabelled / labelled / unsure / excluded / included"),
-        ("split", "train, val, test or none"),
-        ("batch", "import batch id"),
-        ("file", "part of the source file name"),
-        ("outcome", "single, several or no_face"),
-        ("min_size", "size at least (px)"),
-        ("max_size", "size at most (px)"),
-        ("min_sharpness", "sharpness at least"),
-        ("max_sharpness", "sharpness at most"),
-        ("max_abs_yaw", "|yaw| at most (degrees)"),
-        ("min_score", "detector score at least"),
-        ("model", "model version id (default: the active one)"),
-        ("predicted", "predicted label"),
-        ("min_conf", "model confidence at least"),
-        ("max_conf", "model confidence at most"),
-        ("disagrees", "1: the model disagrees with the label"),
-        ("sort", f"one of {', '.join(selectors.SORTS)}, prefix - for descending"),
-        ("m_<key>", "metadata value, e.g. m_race=2; m_<key>_min / m_<key>_max for ranges, e.g. m_age_min=20"),
-    ]
-]
 
 
 def _dataset_dict(dataset, user) -> dict:
@@ -178,15 +172,17 @@ class DatasetDetail(APIView):
 
 class FaceList(APIView):
     @extend_schema(
-        parameters=FILTER_PARAMS, responses=GridFaceSerializer(many=True), summary="Faces, filtered as in the grid"
+        parameters=filters.face_filter_parameters(),
+        responses=GridFaceSerializer(many=True),
+        summary="Faces, filtered as in the grid",
     )
     def get(self, request, dataset_id: int):
         dataset = get_dataset_for(request.user, dataset_id)
         params = request.query_params.copy()
         params.pop("page_size", None)
-        flt = selectors.faces_filter(dataset=dataset, params=params)
+        flt = filters.face_filter(dataset=dataset, params=params)
         if flt.errors:
-            raise ValidationError({"filter": flt.errors})
+            raise ValidationError(flt.field_errors)
         paginator = FacePagination()
         page = paginator.paginate_queryset(flt.queryset.select_related("image"), request, view=self)
         selectors.faces_attach_predictions(faces=page, model_version=flt.model_version)
@@ -207,10 +203,15 @@ class FaceDetail(APIView):
         return Response(data)
 
 
-def _labeling_error(exc: services.LabelingError) -> Response:
+_LABELING_CODES = {services.InvalidChange: "invalid_change", services.NoFaces: "no_faces"}
+
+
+def _labeling_error(exc: services.LabelingError) -> ApiError:
+    """The API error for a refused change (raise it): 409 with the faces' `current` state for a
+    stale face, 400 otherwise."""
     if isinstance(exc, services.StaleFace):
-        return Response({"error": exc.message, "current": exc.current}, status=status.HTTP_409_CONFLICT)
-    return Response({"error": exc.message}, status=status.HTTP_400_BAD_REQUEST)
+        return ApiError(exc.message, status=status.HTTP_409_CONFLICT, code="stale_face", current=exc.current)
+    return ApiError(exc.message, code=_LABELING_CODES.get(type(exc), "refused"))
 
 
 class LabelChange(APIView):
@@ -227,19 +228,22 @@ class LabelChange(APIView):
         body = LabelChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        # The grid's script signs in with the session; other clients with a token.
+        source = "grid" if request.auth is None else "api"
         try:
             if "filter" in data:
-                flt = selectors.faces_filter(dataset=dataset, params=QueryDict(data["filter"]))
+                flt = filters.face_filter(dataset=dataset, params=QueryDict(data["filter"]))
                 if flt.errors:
                     raise services.InvalidChange("The filter is not valid: " + " ".join(flt.errors))
                 faces = Face.objects.filter(pk__in=flt.matching.values("pk"))
                 if "expected_count" in data and faces.count() != data["expected_count"]:
                     raise services.InvalidChange(
-                        f"The filter now matches {faces.count()} faces, not {data['expected_count']}."
+                        f"The filter now matches {faces.count()} faces, not the {data['expected_count']} you saw; "
+                        "reload and try again."
                     )
-                params = {"source": "api", "filter": flt.values}
+                params = {"source": source, "filter": flt.values}
             elif "faces" in data:
-                faces, params = data["faces"], {"source": "api"}
+                faces, params = data["faces"], {"source": source}
             else:
                 raise services.InvalidChange("Give `faces` (a list of ids) or `filter` (a grid query string).")
             action = services.faces_update(
@@ -251,19 +255,34 @@ class LabelChange(APIView):
                 expected_versions={int(k): v for k, v in (data.get("versions") or {}).items()},
             )
         except services.LabelingError as exc:
-            return _labeling_error(exc)
+            raise _labeling_error(exc) from exc
         except ValueError:
-            return Response({"error": "Face ids in versions must be whole numbers."}, status=400)
-        return Response(BulkActionSerializer(action).data)
+            raise ValidationError({"versions": ["Face ids in versions must be whole numbers."]}) from None
+        message = f"{action.get_kind_display()}: {_plural(action.face_count)} changed."
+        if data["flash"]:
+            messages.success(request._request, message)
+        body = {**BulkActionSerializer(action).data, "message": message}
+        if isinstance(faces, list) and len(faces) <= 1000:
+            body["faces"] = _faces_state(faces)
+        return Response(body)
 
 
 def _revert_response(result) -> Response:
-    """What an undo or a revert did: the new action, the faces put back, and the conflicts kept."""
+    """What an undo or a revert did: the new action, the faces put back, the conflicts kept, a
+    sentence saying so and the state of (up to 1000 of) the faces it touched."""
+    reverted = result.action.reverts
+    message = f"Undid {reverted.get_kind_display().lower()} of {_plural(result.reverted)}."
+    if result.conflicts:
+        kept = len({c["face_id"] for c in result.conflicts})
+        message += f" {kept} face(s) changed since and were kept as they are."
+    ids = list(reverted.events.values_list("face_id", flat=True).distinct()[:1000])
     return Response(
         {
             "action": BulkActionSerializer(result.action).data,
             "reverted": result.reverted,
             "conflicts": result.conflicts,
+            "message": message,
+            "faces": _faces_state(ids),
         }
     )
 
@@ -275,7 +294,7 @@ class Undo(APIView):
         try:
             result = services.bulk_action_undo_last(user=request.user, dataset=dataset)
         except services.LabelingError as exc:
-            return _labeling_error(exc)
+            raise _labeling_error(exc) from exc
         return _revert_response(result)
 
 
@@ -296,11 +315,11 @@ class ActionRevert(APIView):
         if action is None:
             raise NotFound("No such action in this dataset.")
         if not (can_curate(request.user, dataset) or action.user_id == request.user.pk):
-            return Response({"error": "Annotators may only revert their own changes."}, status=403)
+            raise PermissionDenied("Annotators may only revert their own changes.")
         try:
             result = services.bulk_action_revert(user=request.user, action=action)
         except services.LabelingError as exc:
-            return _labeling_error(exc)
+            raise _labeling_error(exc) from exc
         return _revert_response(result)
 
 
@@ -326,7 +345,7 @@ class Splits(APIView):
                 ratios=request.data.get("ratios", (0.7, 0.15, 0.15)),
             )
         except services.LabelingError as exc:
-            return _labeling_error(exc)
+            raise _labeling_error(exc) from exc
         return Response(BulkActionSerializer(action).data)
 
 
@@ -343,7 +362,7 @@ class Rules(APIView):
         try:
             action = services.exclusion_rule_apply(user=request.user, dataset=dataset, thresholds=dict(request.data))
         except services.LabelingError as exc:
-            return _labeling_error(exc)
+            raise _labeling_error(exc) from exc
         return Response(BulkActionSerializer(action).data)
 
 
@@ -368,7 +387,7 @@ class Exports(APIView):
         try:
             path = services.export_create(user=request.user, dataset=dataset)
         except services.LabelingError as exc:
-            return _labeling_error(exc)
+            raise _labeling_error(exc) from exc
         name = path.rsplit("/", 1)[-1]
         return Response(
             {"name": name, "url": f"/api/v1/datasets/{dataset.pk}/exports/{name}"}, status=status.HTTP_201_CREATED

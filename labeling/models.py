@@ -1,4 +1,4 @@
-"""Label history and review decisions. Every change of a face's label state is a LabelEvent, so
+"""Label history. Every change of a face's label state is a LabelEvent, so
 any change can be shown, undone, or reverted as part of its bulk action."""
 
 from django.conf import settings
@@ -55,31 +55,3 @@ class LabelEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["face", "-created_at"])]
-
-
-class ReviewDecision(models.Model):
-    """What a person decided about a face a model version disputes; a decided face leaves that
-    version's queue."""
-
-    class Decision(models.TextChoices):
-        ACCEPTED_MODEL = "accepted", "Accepted the model's label"
-        CONFIRMED_HUMAN = "confirmed", "Confirmed the human label"
-        EXCLUDED = "excluded", "Excluded"
-        UNSURE = "unsure", "Marked unsure"
-
-    face = models.ForeignKey(Face, on_delete=models.CASCADE, related_name="review_decisions")
-    model_version = models.ForeignKey(
-        "training.ModelVersion", on_delete=models.CASCADE, null=True, blank=True, related_name="review_decisions"
-    )
-    out_of_fold_run = models.ForeignKey(
-        "training.OutOfFoldRun", on_delete=models.CASCADE, null=True, blank=True, related_name="review_decisions"
-    )
-    decision = models.CharField(max_length=16, choices=Decision.choices)
-    label_before = models.CharField(max_length=64, blank=True)
-    label_after = models.CharField(max_length=64, blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["model_version", "face"]), models.Index(fields=["out_of_fold_run", "face"])]

@@ -1,7 +1,7 @@
 """Reads for the grid, the detail panel, the history and curation pages and the API.
 
-`faces_filter` turns query parameters (the grid's URL, the API's query string) into a queryset,
-so a bookmarked grid, a bulk action over "all N matching" and the API all select the same faces.
+The filters themselves (query parameters -> faces) are `labeling.filters.face_filter`, shared by
+the grid, bulk actions over "all N matching" and the API.
 """
 
 from __future__ import annotations
@@ -9,290 +9,23 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 from django.core.files.storage import default_storage
-from django.db.models import Count, F, FilteredRelation, FloatField, Max, Min, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Abs, Cast, Floor, Least
-from django.http import QueryDict
+from django.db.models import Count, F, FloatField, Max, Min, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Cast, Floor, Least
 
-from curator.models import Dataset, Face, ImportBatch, SourceImage
+from curator.models import Dataset, Face, SourceImage
 from labeling.extensions import prediction_provider
 from labeling.models import BulkAction, LabelEvent
 
+if TYPE_CHECKING:
+    from labeling.filters import FaceFilter
+
 PER_PAGE_DEFAULT = 120
 PER_PAGE_CHOICES = (60, 120, 240, 480)
-LABEL_STATES = ("unlabelled", "labelled", "unsure", "excluded", "included")
-OUTCOMES = {"single": "one face in the photo", "several": "several faces in the photo", "no_face": "no face detected"}
-QUALITY = {
-    # parameter -> (lookup, description)
-    "min_size": ("size_px__gte", "size at least (px)"),
-    "max_size": ("size_px__lte", "size at most (px)"),
-    "min_sharpness": ("sharpness__gte", "sharpness at least"),
-    "max_sharpness": ("sharpness__lte", "sharpness at most"),
-    "max_abs_yaw": ("abs_yaw__lte", "|yaw| at most (°)"),
-    "min_abs_yaw": ("abs_yaw__gte", "|yaw| at least (°)"),
-    "min_score": ("detector_score__gte", "detector score at least"),
-    "max_score": ("detector_score__lte", "detector score at most"),
-}
-SORTS = {
-    "id": "id",
-    "size": "size_px",
-    "sharpness": "sharpness",
-    "yaw": "abs_yaw",
-    "score": "detector_score",
-    "label": "label",
-    "split": "split",
-    "file": "image__original_name",
-    "updated": "updated_at",
-    "confidence": "pred_confidence",
-}
-NULLABLE_SORTS = {"sharpness", "yaw", "score", "confidence"}
-META_KEY = re.compile(r"^m_([A-Za-z0-9_]{1,40}?)(_min|_max)?$")
-KNOWN = {
-    "label",
-    "split",
-    "batch",
-    "file",
-    "outcome",
-    "sort",
-    "page",
-    "per_page",
-    "model",
-    "predicted",
-    "disagrees",
-    "min_conf",
-    "max_conf",
-}
-
-
-@dataclass
-class FaceFilter:
-    """A parsed filter: the sorted queryset, the same faces unsorted (`matching`, for counts and
-    bulk actions), the clean values (for the form and links) and errors."""
-
-    queryset: QuerySet
-    matching: QuerySet
-    values: dict = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    model_version: object | None = None
-
-    @property
-    def querystring(self) -> str:
-        q = QueryDict(mutable=True)
-        for key, value in self.values.items():
-            if value not in (None, ""):
-                q[key] = str(value)
-        return q.urlencode()
-
-
-def _number(params, key: str, errors: list[str], *, integer: bool = False):
-    raw = params.get(key, "")
-    if raw in ("", None):
-        return None
-    try:
-        value = int(raw) if integer else float(raw)
-    except (TypeError, ValueError):
-        errors.append(f"“{raw}” is not a number ({key}).")
-        return None
-    if value != value or value in (float("inf"), float("-inf")):
-        errors.append(f"“{raw}” is not a usable number ({key}).")
-        return None
-    return value
-
-
-def faces_filter(*, dataset: Dataset, params) -> FaceFilter:
-    """Parse grid/API filters. Nonsense values are reported in `errors` (and the caller must not
-    act on the result then); unknown parameters are reported too, so a typo is not silently
-    ignored."""
-    errors: list[str] = []
-    values: dict = {}
-    qs = Face.objects.filter(dataset=dataset)
-
-    label = params.get("label", "")
-    if label:
-        if label in dataset.classes:
-            qs = qs.filter(label=label)
-        elif label == "unlabelled":
-            qs = qs.filter(label="")
-        elif label == "labelled":
-            qs = qs.exclude(label="")
-        elif label == "unsure":
-            qs = qs.filter(is_unsure=True)
-        elif label == "excluded":
-            qs = qs.filter(is_excluded=True)
-        elif label == "included":
-            qs = qs.filter(is_excluded=False)
-        else:
-            errors.append(f"Unknown label “{label}”: use one of {', '.join([*dataset.classes, *LABEL_STATES])}.")
-        values["label"] = label
-
-    split = params.get("split", "")
-    if split:
-        if split in ("train", "val", "test"):
-            qs = qs.filter(split=split)
-        elif split == "none":
-            qs = qs.filter(split="")
-        else:
-            errors.append(f"Unknown split “{split}”: use train, val, test or none.")
-        values["split"] = split
-
-    batch = _number(params, "batch", errors, integer=True)
-    if batch is not None:
-        if not ImportBatch.objects.filter(dataset=dataset, pk=batch).exists():
-            errors.append(f"Import batch {batch} is not a batch of this dataset.")
-        qs = qs.filter(image__batch_id=batch)
-        values["batch"] = batch
-
-    file_part = params.get("file", "").strip()
-    if file_part:
-        qs = qs.filter(image__original_name__icontains=file_part)
-        values["file"] = file_part
-
-    outcome = params.get("outcome", "")
-    if outcome:
-        if outcome == "single":
-            qs = qs.filter(image__face_count=1, whole_image=False)
-        elif outcome == "several":
-            qs = qs.filter(image__face_count__gt=1)
-        elif outcome == "no_face":
-            qs = qs.filter(whole_image=True)
-        else:
-            errors.append(f"Unknown photo outcome “{outcome}”: use single, several or no_face.")
-        values["outcome"] = outcome
-
-    needs_abs_yaw = (
-        any(params.get(k) for k in ("max_abs_yaw", "min_abs_yaw")) or params.get("sort", "").lstrip("-") == "yaw"
-    )
-    if needs_abs_yaw:
-        qs = qs.annotate(abs_yaw=Abs("yaw"))
-
-    # Predictions: of the chosen model version, or the dataset's active one.
-    from training.models import ModelVersion, Prediction
-
-    model_version = None
-    pred_lookups: dict = {}
-    model_raw = params.get("model", "")
-    wants_prediction = (
-        any(params.get(k) for k in ("predicted", "disagrees", "min_conf", "max_conf"))
-        or params.get("sort", "").lstrip("-") == "confidence"
-    )
-    if model_raw:
-        model_id = _number(params, "model", errors, integer=True)
-        if model_id is not None:
-            model_version = ModelVersion.objects.filter(dataset=dataset, pk=model_id).first()
-            if model_version is None:
-                errors.append(f"Model version {model_id} is not a model of this dataset.")
-            values["model"] = model_id
-    else:
-        model_version = ModelVersion.objects.filter(dataset=dataset, is_active=True).first()
-    if wants_prediction and model_version is None and not errors:
-        errors.append("Prediction filters need a model: this dataset has no active model version.")
-    if model_version is not None:
-        # Prediction filters are one semi-join on this version's predictions (hash join, no
-        # per-row subquery, and no join at all in the count when no prediction filter is set).
-        pred_lookups: dict = {}
-        predicted = params.get("predicted", "")
-        if predicted:
-            if predicted not in model_version.classes:
-                errors.append(
-                    f"Unknown predicted label “{predicted}”: the model knows {', '.join(model_version.classes)}."
-                )
-            pred_lookups["predicted_label"] = predicted
-            values["predicted"] = predicted
-        for key, lookup in (("min_conf", "confidence__gte"), ("max_conf", "confidence__lte")):
-            value = _number(params, key, errors)
-            if value is not None:
-                pred_lookups[lookup] = value
-                values[key] = params.get(key)
-        disagrees = params.get("disagrees", "")
-        if disagrees:
-            if disagrees not in ("1", "0", "true", "false"):
-                errors.append(f"“{disagrees}” is not valid for disagrees: use 1 or 0.")
-            elif disagrees in ("1", "true"):
-                pred_lookups["disagrees"] = True
-                values["disagrees"] = "1"
-            else:
-                qs = qs.exclude(
-                    pk__in=Prediction.objects.filter(model_version=model_version, disagrees=True).values("face_id")
-                )
-                values["disagrees"] = "0"
-
-    for key, (lookup, _) in QUALITY.items():
-        value = _number(params, key, errors)
-        if value is not None:
-            qs = qs.filter(**{lookup: value})
-            values[key] = params.get(key)
-
-    for key in params:
-        if key in KNOWN or key in QUALITY:
-            continue
-        match = META_KEY.match(key)
-        if not match:
-            errors.append(f"Unknown filter “{key}”.")
-            continue
-        raw = params.get(key, "").strip()
-        if raw == "":
-            continue
-        name, bound = match.group(1), match.group(2)
-        lookup = f"image__metadata__{name}"
-        if bound:
-            number = _number(params, key, errors)
-            if number is None:
-                continue
-            qs = qs.filter(**{f"{lookup}__{'gte' if bound == '_min' else 'lte'}": number})
-        else:
-            # Metadata values may be stored as numbers or text; match either.
-            cond = Q(**{lookup: raw})
-            try:
-                cond |= Q(**{lookup: int(raw)})
-            except ValueError:
-                pass
-            qs = qs.filter(cond)
-        values[key] = raw
-
-    sort = params.get("sort", "") or "id"
-    name = sort.lstrip("-")
-    meta_sort = re.fullmatch(r"m_([A-Za-z0-9_]{1,40})", name)
-    if name not in SORTS and not meta_sort:
-        errors.append(
-            f"Cannot sort by “{sort}”: use one of {', '.join(SORTS)} or m_<metadata key> (prefix - for descending)."
-        )
-        name, sort = "id", "id"
-    # `matching` (counts, bulk actions) filters predictions with a semi-join and has no sort;
-    # the sorted queryset joins predictions only when sorting by confidence needs them.
-    matching = qs
-    if pred_lookups:
-        matching = qs.filter(
-            pk__in=Prediction.objects.filter(model_version=model_version, **pred_lookups).values("face_id")
-        )
-    if name == "confidence" and model_version is None:
-        name, sort = "id", "id"
-    if name != "confidence":
-        qs = matching
-    elif pred_lookups:
-        # Every face shown has a matching prediction, so an inner join that can walk the
-        # (model_version, disagrees, -confidence) index in order and stop after one page.
-        qs = qs.filter(
-            predictions__model_version=model_version, **{f"predictions__{k}": v for k, v in pred_lookups.items()}
-        ).annotate(pred_confidence=F("predictions__confidence"))
-    else:
-        qs = qs.annotate(
-            pred=FilteredRelation("predictions", condition=Q(predictions__model_version=model_version))
-        ).annotate(pred_confidence=F("pred__confidence"))
-    column = f"image__metadata__{meta_sort.group(1)}" if meta_sort else SORTS[name]
-    desc = sort.startswith("-")
-    # NULLS LAST only where a column can be null: on the others it would keep PostgreSQL from
-    # reading the (dataset, column) index backwards for a descending sort.
-    if (name in NULLABLE_SORTS or meta_sort) and not (name == "confidence" and pred_lookups):
-        order = F(column).desc(nulls_last=True) if desc else F(column).asc(nulls_last=True)
-    else:
-        order = F(column).desc() if desc else F(column).asc()
-    qs = qs.order_by(order, "-id" if desc else "id")
-    if sort != "id":
-        values["sort"] = sort
-    return FaceFilter(queryset=qs, matching=matching, values=values, errors=errors, model_version=model_version)
+# The grid's filter parameters live in labeling/filters.py (a django-filter FilterSet).
 
 
 TILE_FIELDS = (

@@ -2,7 +2,7 @@
 
 `faces_update` is the single transactional entry point: it validates the change, refuses stale
 saves (optimistic concurrency on `Face.version`), writes one `LabelEvent` per changed field, bumps
-the version and keeps `Prediction.disagrees` in step. Undo, revert, exclusion rules, automatic
+the version and sends `labels_changed` (training keeps `Prediction.disagrees` in step on it). Undo, revert, exclusion rules, automatic
 splits and duplicate handling are all built on the same internal `_apply`, so every one of them is
 recorded the same way and can itself be reverted.
 
@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from curator.models import Dataset, Face
 from labeling.models import BulkAction, LabelEvent
+from labeling.signals import labels_changed
 
 FIELDS = ("label", "is_unsure", "is_excluded", "split")
 SPLITS = ("", "train", "val", "test")
@@ -255,7 +256,7 @@ def _apply(
             update["exclusion_reason"] = exclusion_reason[:200] if values["is_excluded"] else ""
         Face.objects.filter(pk__in=_ids_in(ids)).update(**update)
         if "label" in values:
-            _predictions_sync(ids, values["label"])
+            labels_changed.send(sender=BulkAction, dataset_id=action.dataset_id, face_ids=ids, label=values["label"])
         changed_count += len(ids)
     action.face_count = changed_count
     action.save(update_fields=["face_count"])
@@ -287,19 +288,6 @@ def _events_insert(action: BulkAction, events: list[tuple[int, str, str, str]], 
             "AS t(f, fl, o, n)",
             [action.pk, action.user_id, now, face_ids, fields, olds, news],
         )
-
-
-def _predictions_sync(face_ids: list[int], label: str) -> None:
-    """`Prediction.disagrees` is denormalised for the review queue: a face disagrees when it has
-    a label and the prediction differs from it. Only rows whose flag flips are written."""
-    from training.models import Prediction
-
-    preds = Prediction.objects.filter(face_id__in=_ids_in(face_ids))
-    if not label:
-        preds.filter(disagrees=True).update(disagrees=False)
-        return
-    preds.filter(disagrees=True, predicted_label=label).update(disagrees=False)
-    preds.filter(disagrees=False).exclude(predicted_label=label).update(disagrees=True)
 
 
 def _new_action(*, user, dataset: Dataset, kind: str, params: dict | None, reverts: BulkAction | None = None):

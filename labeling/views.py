@@ -1,6 +1,7 @@
 """Labeling pages: the face grid (keyboard and bulk labeling), the detail panel, the history with
 revert, curation (overview, rules, splits, export) and near-duplicates. Views parse, check the
-role, call a service or selector and render; JSON answers are for the grid's script."""
+role, call a service or selector and render. The grid's script changes labels through the REST API
+(labeling/api.py), not through views of its own."""
 
 from __future__ import annotations
 
@@ -12,26 +13,17 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from curator.models import Dataset, Face, ImportBatch
+from curator.models import Dataset, ImportBatch
 from curator.permissions import can_curate, get_dataset_for
-from labeling import selectors, services
+from labeling import filters, selectors, services
+from labeling.extensions import prediction_provider
 from labeling.keys import class_keys_for
 from labeling.models import BulkAction
-
-FACE_STATE_FIELDS = ("id", "version", "label", "is_unsure", "is_excluded", "split")
-
-
-def _face_state(face_ids) -> list[dict]:
-    return list(Face.objects.filter(pk__in=face_ids).order_by("id").values(*FACE_STATE_FIELDS))
-
-
-def _error(message: str, status: int = HTTPStatus.BAD_REQUEST, **extra) -> JsonResponse:
-    return JsonResponse({"ok": False, "error": message, **extra}, status=status)
 
 
 def _page_number(raw: str | None) -> int | None:
@@ -45,7 +37,7 @@ def _page_number(raw: str | None) -> int | None:
 @require_GET
 def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id)
-    flt = selectors.faces_filter(dataset=dataset, params=request.GET)
+    flt = filters.face_filter(dataset=dataset, params=request.GET)
     per_page = selectors.PER_PAGE_DEFAULT
     if request.GET.get("per_page"):
         try:
@@ -95,9 +87,9 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "total": total,
             "keys": keys,
             "keys_json": json.dumps(keys),
-            "label_states": selectors.LABEL_STATES,
-            "outcomes": selectors.OUTCOMES,
-            "sorts": selectors.SORTS,
+            "label_states": filters.LABEL_STATES,
+            "outcomes": filters.OUTCOMES,
+            "sorts": filters.sort_names(),
             "per_page_choices": selectors.PER_PAGE_CHOICES,
             "batches": ImportBatch.objects.filter(dataset=dataset).order_by("-created_at")[:200],
             "metadata_keys": selectors.metadata_keys(dataset=dataset),
@@ -110,20 +102,16 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 def _model_versions(dataset: Dataset):
-    from training.models import ModelVersion
-
-    return ModelVersion.objects.filter(dataset=dataset).order_by("-number")
+    return prediction_provider().versions(dataset=dataset)
 
 
 def _chosen_version(dataset: Dataset, request: HttpRequest):
     """The model version `?model=` names (the grid's or a review queue's), None otherwise (or
     when it is not a version of this dataset): the detail panel then uses the active one."""
-    from training.models import ModelVersion
-
     raw = request.GET.get("model", "")
     if not raw.isdigit():
         return None
-    return ModelVersion.objects.filter(dataset=dataset, pk=int(raw)).first()
+    return prediction_provider().version(dataset=dataset, version_id=int(raw))
 
 
 def _without(params: QueryDict, *names: str) -> str:
@@ -140,107 +128,6 @@ def face_detail(request: HttpRequest, dataset_id: int, face_id: int) -> HttpResp
     if detail is None:
         raise Http404("No such face in this dataset.")
     return render(request, "labeling/_face_detail.html", {"dataset": dataset, **detail})
-
-
-def _parse_body(request: HttpRequest) -> dict:
-    if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise services.InvalidChange("The request body is not valid JSON.") from exc
-        if not isinstance(data, dict):
-            raise services.InvalidChange("The request body must be a JSON object.")
-        return data
-    return request.POST.dict()
-
-
-def _selection(dataset: Dataset, data: dict):
-    """The faces a change applies to: explicit ids (with the versions the page showed) or every
-    face matching a grid filter (`query`), optionally checked against the count the page showed."""
-    if data.get("scope") == "filter":
-        flt = selectors.faces_filter(dataset=dataset, params=QueryDict(str(data.get("query", ""))))
-        if flt.errors:
-            raise services.InvalidChange("The filter is not valid: " + " ".join(flt.errors))
-        qs = flt.matching
-        expected_count = data.get("expected_count")
-        if expected_count not in (None, ""):
-            count = qs.count()
-            if count != int(expected_count):
-                raise services.InvalidChange(
-                    f"The filter now matches {count} faces, not the {expected_count} you saw; reload and try again."
-                )
-        return Face.objects.filter(pk__in=qs.values("pk")), None, flt.values
-    ids = data.get("faces")
-    if isinstance(ids, str):
-        ids = [i for i in ids.split(",") if i.strip()]
-    if not isinstance(ids, list):
-        raise services.InvalidChange("Give the faces to change (a list of ids) or scope=filter with a query.")
-    versions = data.get("versions") or {}
-    if not isinstance(versions, dict):
-        raise services.InvalidChange("versions must map face ids to the versions you saw.")
-    try:
-        ids = [int(i) for i in ids]
-        versions = {int(k): int(v) for k, v in versions.items()}
-    except (TypeError, ValueError) as exc:
-        raise services.InvalidChange("Face ids and versions must be whole numbers.") from exc
-    return ids, versions, None
-
-
-@require_POST
-def change(request: HttpRequest, dataset_id: int) -> JsonResponse:
-    """Apply one change (key press or bulk action) and answer with the new state."""
-    dataset = get_dataset_for(request.user, dataset_id)
-    try:
-        data = _parse_body(request)
-        faces, versions, filter_values = _selection(dataset, data)
-        params = {"source": "grid"}
-        if filter_values is not None:
-            params["filter"] = filter_values
-        action = services.faces_update(
-            user=request.user,
-            dataset=dataset,
-            faces=faces,
-            changes=data.get("changes") or {},
-            params=params,
-            expected_versions=versions,
-        )
-    except services.StaleFace as exc:
-        return _error(exc.message, HTTPStatus.CONFLICT, current=exc.current)
-    except services.LabelingError as exc:
-        return _error(exc.message)
-    message = f"{action.get_kind_display()}: {action.face_count} face{'s' if action.face_count != 1 else ''} changed."
-    body = {"ok": True, "action": action.pk, "changed": action.face_count, "message": message}
-    if isinstance(faces, list) and len(faces) <= 1000:
-        body["faces"] = _face_state(faces)
-    if data.get("flash"):
-        messages.success(request, message)
-    return JsonResponse(body)
-
-
-@require_POST
-def undo(request: HttpRequest, dataset_id: int) -> JsonResponse:
-    dataset = get_dataset_for(request.user, dataset_id)
-    try:
-        result = services.bulk_action_undo_last(user=request.user, dataset=dataset)
-    except services.LabelingError as exc:
-        return _error(exc.message)
-    reverted = result.action.reverts
-    message = (
-        f"Undid {reverted.get_kind_display().lower()} of {result.reverted} face{'s' if result.reverted != 1 else ''}."
-    )
-    if result.conflicts:
-        message += f" {len({c['face_id'] for c in result.conflicts})} face(s) changed since and were kept as they are."
-    ids = list(reverted.events.values_list("face_id", flat=True).distinct()[:1000])
-    return JsonResponse(
-        {
-            "ok": True,
-            "action": result.action.pk,
-            "changed": result.reverted,
-            "conflicts": result.conflicts[:100],
-            "message": message,
-            "faces": _face_state(ids),
-        }
-    )
 
 
 def _may_revert(user, dataset: Dataset, action: BulkAction) -> bool:

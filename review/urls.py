@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from labeling import review_views as views
+from review import views
 
 app_name = "review"
 urlpatterns = [

@@ -1,7 +1,7 @@
 """Review pages: the queue of faces a model version (or an out-of-fold run) disputes, the
 active-learning queue of unlabelled faces, a version's suggestions (pre-labels) with one-key and
 bulk accept, starting out-of-fold runs and one-click retraining.
-Views parse, check the role, call labeling.review / training services and render; JSON answers
+Views parse, check the role, call review / training selectors and services and render; JSON answers
 are for the queue's keyboard script."""
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from curator.models import Dataset, Face
 from curator.permissions import can_annotate, can_curate, get_dataset_for
-from labeling import review, services
 from labeling.keys import class_keys_for
-from training.models import JobStatus, ModelVersion, OutOfFoldRun, TrainingJob
-
-PRETRAINED = "pretrained"  # training.models.Architecture.PRETRAINED
+from labeling.services import InvalidChange, LabelingError, StaleFace
+from review import selectors, services
+from training import selectors as training_selectors
+from training import services as training_services
+from training.models import Architecture, JobStatus, ModelVersion, OutOfFoldRun, TrainingJob
 
 
 def _error(message: str, status: int = HTTPStatus.BAD_REQUEST, **extra) -> JsonResponse:
@@ -34,9 +35,9 @@ def _body(request: HttpRequest) -> dict:
         try:
             data = json.loads(request.body or b"{}")
         except (ValueError, UnicodeDecodeError):
-            raise services.InvalidChange("The request body is not valid JSON.") from None
+            raise InvalidChange("The request body is not valid JSON.") from None
         if not isinstance(data, dict):
-            raise services.InvalidChange("The request body must be a JSON object.")
+            raise InvalidChange("The request body must be a JSON object.")
         return data
     return request.POST.dict()
 
@@ -45,12 +46,12 @@ def _int(data: dict, name: str, *, required: bool = True) -> int | None:
     raw = data.get(name)
     if raw in (None, ""):
         if required:
-            raise services.InvalidChange(f"`{name}` is missing.")
+            raise InvalidChange(f"`{name}` is missing.")
         return None
     try:
         return int(raw)
     except (TypeError, ValueError):
-        raise services.InvalidChange(f"`{name}` must be a whole number, not “{raw}”.") from None
+        raise InvalidChange(f"`{name}` must be a whole number, not “{raw}”.") from None
 
 
 def _version(dataset: Dataset, version_id: int) -> ModelVersion:
@@ -76,33 +77,32 @@ def _face_state(face: Face) -> dict:
 
 @require_GET
 def index(request: HttpRequest, dataset_id: int) -> HttpResponse:
-    from training.out_of_fold import out_of_fold_run_check_stale
-
     dataset = get_dataset_for(request.user, dataset_id)
     versions = []
-    for version in ModelVersion.objects.filter(dataset=dataset).select_related("dataset").order_by("-number"):
+    for version in training_selectors.dataset_versions(dataset=dataset).select_related("dataset"):
         versions.append(
             {
                 "version": version,
-                "disputed": review.disagreement_queue(model_version=version).count(),
-                "unlabelled": review.active_learning_queue(model_version=version).count(),
-                "suggestions": review.suggestions_queue(model_version=version).count(),
-                "reviewed": review.queue_decisions(model_version=version).count(),
-                "pretrained": version.architecture == PRETRAINED,
+                "disputed": selectors.disagreement_queue(model_version=version).count(),
+                "unlabelled": selectors.active_learning_queue(model_version=version).count(),
+                "suggestions": selectors.suggestions_queue(model_version=version).count(),
+                "reviewed": selectors.queue_decisions(model_version=version).count(),
+                "pretrained": version.architecture == Architecture.PRETRAINED,
             }
         )
     runs = []
-    for run in OutOfFoldRun.objects.filter(dataset=dataset).order_by("-created_at")[:10]:
-        run = out_of_fold_run_check_stale(run=run)
+    for run in training_selectors.dataset_runs(dataset=dataset)[:10]:
         runs.append(
             {
                 "run": run,
-                "remaining": review.out_of_fold_queue(run=run).count() if run.status == JobStatus.SUCCEEDED else None,
+                "remaining": selectors.out_of_fold_queue(run=run).count()
+                if run.status == JobStatus.SUCCEEDED
+                else None,
             }
         )
     return render(
         request,
-        "labeling/review_index.html",
+        "review/index.html",
         {
             "dataset": dataset,
             "versions": versions,
@@ -111,7 +111,7 @@ def index(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "pretrained": [row for row in versions if row["pretrained"] and row["suggestions"]],
             "runs": runs,
             "can_curate": can_curate(request.user, dataset),
-            "rankings": review.RANKINGS,
+            "rankings": selectors.RANKINGS,
         },
     )
 
@@ -120,15 +120,15 @@ def index(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 def _queue_context(request: HttpRequest, dataset: Dataset, *, version=None, run=None) -> dict:
-    items = review.queue_items(model_version=version, run=run)
+    items = selectors.queue_items(model_version=version, run=run)
     return {
         "dataset": dataset,
         "version": version,
         "run": run,
-        "ranking": review.OUT_OF_FOLD if run else review.DISAGREEMENT,
-        "ranking_text": review.RANKINGS[review.OUT_OF_FOLD if run else review.DISAGREEMENT],
+        "ranking": selectors.OUT_OF_FOLD if run else selectors.DISAGREEMENT,
+        "ranking_text": selectors.RANKINGS[selectors.OUT_OF_FOLD if run else selectors.DISAGREEMENT],
         "items": items,
-        "progress": review.review_progress(model_version=version, run=run),
+        "progress": selectors.review_progress(model_version=version, run=run),
         "class_index": {name: i for i, name in enumerate(dataset.classes)},
         "can_curate": can_curate(request.user, dataset),
         "decide_url": reverse("review:decide", args=[dataset.pk]),
@@ -141,7 +141,7 @@ def _queue_context(request: HttpRequest, dataset: Dataset, *, version=None, run=
 def version_queue(request: HttpRequest, dataset_id: int, version_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id)
     version = _version(dataset, version_id)
-    return render(request, "labeling/review_queue.html", _queue_context(request, dataset, version=version))
+    return render(request, "review/queue.html", _queue_context(request, dataset, version=version))
 
 
 @require_GET
@@ -153,28 +153,28 @@ def run_queue(request: HttpRequest, dataset_id: int, run_id: int) -> HttpRespons
             request, f"Out-of-fold run {run.pk} is {run.get_status_display().lower()}; its queue is not ready."
         )
         return redirect("review:index", dataset_id=dataset.pk)
-    return render(request, "labeling/review_queue.html", _queue_context(request, dataset, run=run))
+    return render(request, "review/queue.html", _queue_context(request, dataset, run=run))
 
 
 def _queue_target(dataset: Dataset, data: dict) -> tuple[ModelVersion | None, OutOfFoldRun | None]:
     version_id, run_id = _int(data, "model_version", required=False), _int(data, "run", required=False)
     if (version_id is None) == (run_id is None):
-        raise services.InvalidChange("Give either `model_version` or `run`.")
+        raise InvalidChange("Give either `model_version` or `run`.")
     if version_id is not None:
-        version = ModelVersion.objects.filter(dataset=dataset, pk=version_id).first()
+        version = training_selectors.dataset_versions(dataset=dataset).filter(pk=version_id).first()
         if version is None:
             raise Http404("No such model version of this dataset.")
         return version, None
-    run = OutOfFoldRun.objects.filter(dataset=dataset, pk=run_id).first()
+    run = training_selectors.dataset_runs(dataset=dataset).filter(pk=run_id).first()
     if run is None:
         raise Http404("No such out-of-fold run of this dataset.")
     return None, run
 
 
 def _queue_name(data: dict) -> str:
-    queue = str(data.get("queue") or review.DISAGREEMENT)
-    if queue not in review.QUEUES:
-        raise services.InvalidChange(f"Unknown queue “{queue}”: use {' or '.join(review.QUEUES)}.")
+    queue = str(data.get("queue") or selectors.DISAGREEMENT)
+    if queue not in selectors.QUEUES:
+        raise InvalidChange(f"Unknown queue “{queue}”: use {' or '.join(selectors.QUEUES)}.")
     return queue
 
 
@@ -188,8 +188,8 @@ def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
         version, run = _queue_target(dataset, data)
         queue = _queue_name(data)
         decision = str(data.get("decision") or "")
-        decision = review.DECISION_KEYS.get(decision, decision)
-        record = review.review_decide(
+        decision = selectors.DECISION_KEYS.get(decision, decision)
+        record = services.review_decide(
             user=request.user,
             dataset=dataset,
             face_id=_int(data, "face"),
@@ -200,9 +200,9 @@ def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
             queue=queue,
             label=str(data.get("label") or ""),
         )
-    except services.StaleFace as exc:
+    except StaleFace as exc:
         return _error(exc.message, HTTPStatus.CONFLICT, current=exc.current)
-    except services.LabelingError as exc:
+    except LabelingError as exc:
         return _error(exc.message)
     face = Face.objects.get(pk=record.face_id)
     return JsonResponse(
@@ -211,7 +211,7 @@ def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
             "decision": record.decision,
             "decision_label": record.get_decision_display(),
             "face": _face_state(face),
-            "progress": review.review_progress(model_version=version, run=run, queue=queue),
+            "progress": selectors.review_progress(model_version=version, run=run, queue=queue),
         }
     )
 
@@ -223,10 +223,10 @@ def undo(request: HttpRequest, dataset_id: int) -> JsonResponse:
         data = _body(request)
         version, run = _queue_target(dataset, data)
         queue = _queue_name(data)
-        record = review.review_undo_last(
+        record = services.review_undo_last(
             user=request.user, dataset=dataset, model_version=version, run=run, queue=queue
         )
-    except services.LabelingError as exc:
+    except LabelingError as exc:
         return _error(exc.message)
     face = Face.objects.get(pk=record.face_id)
     return JsonResponse(
@@ -234,7 +234,7 @@ def undo(request: HttpRequest, dataset_id: int) -> JsonResponse:
             "ok": True,
             "face": _face_state(face),
             "undone": record.decision,
-            "progress": review.review_progress(model_version=version, run=run, queue=queue),
+            "progress": selectors.review_progress(model_version=version, run=run, queue=queue),
         }
     )
 
@@ -249,12 +249,12 @@ def active_queue(request: HttpRequest, dataset_id: int, version_id: int) -> Http
     keys = class_keys_for(dataset)
     return render(
         request,
-        "labeling/review_active.html",
+        "review/active.html",
         {
             "dataset": dataset,
             "version": version,
-            "items": review.active_items(model_version=version),
-            "remaining": review.active_learning_queue(model_version=version).count(),
+            "items": selectors.active_items(model_version=version),
+            "remaining": selectors.active_learning_queue(model_version=version).count(),
             "keys": keys,
             "keys_json": json.dumps(keys),
             "class_index": {name: i for i, name in enumerate(dataset.classes)},
@@ -274,13 +274,13 @@ def suggestions(request: HttpRequest, dataset_id: int, version_id: int) -> HttpR
     keys = class_keys_for(dataset)
     return render(
         request,
-        "labeling/review_suggestions.html",
+        "review/suggestions.html",
         {
             "dataset": dataset,
             "version": version,
-            "items": review.suggestion_items(model_version=version),
-            "progress": review.review_progress(model_version=version, queue=review.SUGGESTIONS),
-            "ranking_text": review.RANKINGS[review.SUGGESTIONS],
+            "items": selectors.suggestion_items(model_version=version),
+            "progress": selectors.review_progress(model_version=version, queue=selectors.SUGGESTIONS),
+            "ranking_text": selectors.RANKINGS[selectors.SUGGESTIONS],
             "keys": keys,
             "keys_json": json.dumps(keys),
             "class_index": {name: i for i, name in enumerate(dataset.classes)},
@@ -305,14 +305,14 @@ def suggestions_accept(request: HttpRequest, dataset_id: int, version_id: int) -
     if request.method == "POST":
         try:
             expected = _int(request.POST.dict(), "expected_count")
-            action = review.suggestions_accept_bulk(
+            action = services.suggestions_accept_bulk(
                 user=request.user,
                 dataset=dataset,
                 model_version=version,
                 min_confidence=request.POST.get("min_confidence"),
                 expected_count=expected,
             )
-        except services.LabelingError as exc:
+        except LabelingError as exc:
             messages.error(request, f"Nothing accepted: {exc.message}")
             return redirect(queue_url)
         messages.success(
@@ -325,13 +325,13 @@ def suggestions_accept(request: HttpRequest, dataset_id: int, version_id: int) -
         return HttpResponse(status=HTTPStatus.METHOD_NOT_ALLOWED)
     raw = request.GET.get("min_confidence") or str(DEFAULT_BULK_THRESHOLD)
     try:
-        preview = review.suggestions_accept_preview(model_version=version, min_confidence=raw)
-    except review.ReviewError as exc:
+        preview = selectors.suggestions_accept_preview(model_version=version, min_confidence=raw)
+    except selectors.ReviewError as exc:
         messages.error(request, exc.message)
         return redirect(queue_url)
     return render(
         request,
-        "labeling/review_suggestions_accept.html",
+        "review/suggestions_accept.html",
         {
             "dataset": dataset,
             "version": version,
@@ -361,10 +361,8 @@ def run_start(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 @require_GET
 def run_status(request: HttpRequest, dataset_id: int, run_id: int) -> JsonResponse:
-    from training.out_of_fold import out_of_fold_run_check_stale
-
     dataset = get_dataset_for(request.user, dataset_id)
-    run = out_of_fold_run_check_stale(run=_run(dataset, run_id))
+    run = _run(dataset, run_id)
     return JsonResponse(
         {
             "id": run.pk,
@@ -381,8 +379,7 @@ def run_status(request: HttpRequest, dataset_id: int, run_id: int) -> JsonRespon
 
 def _comparison(version: ModelVersion) -> dict:
     """The latest retrain of this version and, once it finished, both evaluations side by side."""
-    job = TrainingJob.objects.filter(retrain_of=version).order_by("-created_at").first()
-    new_version = ModelVersion.objects.filter(job=job).first() if job else None
+    job, new_version = training_selectors.version_latest_retrain(version=version)
     rows = []
     if new_version is not None:
         for key, name in (
@@ -424,22 +421,9 @@ def retrain(request: HttpRequest, dataset_id: int, version_id: int) -> HttpRespo
     dataset = get_dataset_for(request.user, dataset_id, curate=True)
     version = _version(dataset, version_id)
     try:
-        job = _retrain_start(user=request.user, version=version)
+        job = training_services.version_retrain(version=version, user=request.user)
     except ValueError as exc:  # the training service's refusals (too few faces, bad config, ...)
         messages.error(request, f"Not retrained: {exc}")
     else:
         messages.success(request, f"Retraining v{version.number} with the same settings as training job {job.pk}.")
     return redirect("review:version_queue", dataset_id=dataset.pk, version_id=version.pk)
-
-
-def _retrain_start(*, user, version: ModelVersion) -> TrainingJob:
-    """A new training job with exactly the configuration of the version's job (same architecture,
-    seed and hyper-parameters) on the dataset's labels as they are now."""
-    from training import services as training_services
-    from training.config import DEFAULTS
-
-    source = version.job.config if version.job_id and version.job else version.config
-    config = {k: v for k, v in (source or {}).items() if k in DEFAULTS.get(version.architecture, {})}
-    return training_services.training_job_create(
-        dataset=version.dataset, user=user, architecture=version.architecture, config=config, retrain_of=version
-    )

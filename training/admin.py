@@ -1,9 +1,11 @@
-"""Admin for training, and the "Train a model" action on datasets (attached to DatasetAdmin in
-curator/admin.py), which asks for the architecture and settings on a small intermediate form."""
+"""Admin for training, and the "Train a model" action on datasets, which asks for the architecture
+and settings on a small intermediate form. Training adds the action to curator's DatasetAdmin
+itself (below), so curator never imports training."""
 
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from curator.admin import DatasetAdmin
 from curator.permissions import can_curate
 from training import guidance, services
 from training.config import ConfigError
@@ -60,6 +62,10 @@ def train_on_dataset(modeladmin, request, queryset):
             "action": "train_on_dataset",
         },
     )
+
+
+if train_on_dataset not in DatasetAdmin.actions:
+    DatasetAdmin.actions = [*DatasetAdmin.actions, train_on_dataset]
 
 
 @admin.register(TrainingJob)

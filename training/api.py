@@ -10,6 +10,7 @@ from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from curator.api_errors import ApiError
 from curator.permissions import can_curate, get_dataset_for, visible_datasets
 from training import guidance, selectors, services
 from training.config import ConfigError, config_build
@@ -139,7 +140,7 @@ class TrainingJobDetail(RetrieveAPIView):
     serializer_class = TrainingJobSerializer
 
     def get_object(self):
-        return services.training_job_check_stale(job=selectors.job_for(self.request.user, self.kwargs["pk"]))
+        return selectors.job_for(self.request.user, self.kwargs["pk"])
 
 
 class TrainingJobCancel(APIView):
@@ -181,7 +182,7 @@ class ModelVersionActivate(APIView):
         try:
             version = services.model_version_activate(model_version=version)
         except services.ActivationRefused as exc:
-            return Response({"error": str(exc)}, status=409)
+            raise ApiError(str(exc), status=409, code="activation_refused") from exc
         return Response(ModelVersionSerializer(version).data)
 
 

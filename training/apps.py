@@ -4,3 +4,23 @@ from django.apps import AppConfig
 class TrainingConfig(AppConfig):
     name = "training"
     verbose_name = "Training"
+
+    def ready(self) -> None:
+        # Training plugs into the apps below it; they never import training.
+        from labeling import extensions
+        from labeling.signals import labels_changed
+        from training import selectors
+
+        labels_changed.connect(_labels_changed, dispatch_uid="training.predictions_disagrees_sync")
+        extensions.prediction_provider_register(selectors.PREDICTION_PROVIDER)
+        # The grid's and the API's prediction filters (model, predicted, disagrees, confidence).
+        from labeling.filters import register_face_filters
+        from training.filters import PREDICTION_FILTERS
+
+        register_face_filters(PREDICTION_FILTERS)
+
+
+def _labels_changed(sender, *, face_ids, label, **kwargs) -> None:
+    from training.services import predictions_disagrees_sync
+
+    predictions_disagrees_sync(face_ids=face_ids, label=label)

@@ -1,10 +1,16 @@
 """Training jobs, the model registry, per-face predictions and out-of-fold label-issue runs."""
 
+import logging
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
+from curator.jobs import BackgroundJob
 from curator.models import Dataset, Face
+
+logger = logging.getLogger(__name__)
 
 
 class Architecture(models.TextChoices):
@@ -23,7 +29,7 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-class TrainingJob(models.Model):
+class TrainingJob(BackgroundJob):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="training_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     architecture = models.CharField(max_length=16, choices=Architecture.choices, default=Architecture.EMBEDDING)
@@ -48,16 +54,23 @@ class TrainingJob(models.Model):
     retrain_of = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="retrain_jobs"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"training job {self.pk} ({self.architecture}) on {self.dataset}"
+
+    def on_stale(self) -> bool:
+        seconds = int((timezone.now() - self.last_sign_of_life).total_seconds())
+        message = (
+            f"The training worker stopped reporting {seconds} s ago (it was probably killed or its machine "
+            "was lost). Start the job again."
+        )
+        failed = self.mark_failed(message, if_heartbeat_unchanged=True, phase="failed")
+        if failed:
+            logger.warning("training job %s marked failed: no heartbeat for %s s", self.pk, seconds)
+        return failed
 
 
 class ModelVersion(models.Model):
@@ -121,7 +134,7 @@ class FaceDescriptor(models.Model):
     source = models.CharField(max_length=600, help_text="Photo path and landmark box (stale if they differ).")
 
 
-class OutOfFoldRun(models.Model):
+class OutOfFoldRun(BackgroundJob):
     """k-fold training of the embedding model so every labelled face gets probabilities from a
     model that did not see it; ranked by confident learning."""
 
@@ -131,10 +144,8 @@ class OutOfFoldRun(models.Model):
     classes = models.JSONField(default=list)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    STALE_MESSAGE = "The worker stopped reporting (it was stopped or lost); start a new run."
 
     class Meta:
         ordering = ["-created_at"]

@@ -9,17 +9,15 @@ confident learning (Northcutt et al., "Confident Learning", JAIR 2021):
 - issues are ranked by self-confidence p_i, lowest first (stored as issue_score = 1 - p_i).
 
 The run is a background job on the `train` queue; its state lives in OutOfFoldRun so the page can
-show it and a lost worker leaves it failed, never "running" forever.
+show it, and the stale-job sweep (curator.jobs) fails it when its worker is lost.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 
 import numpy as np
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -84,20 +82,6 @@ def out_of_fold_run_start(*, user: AbstractBaseUser | None, dataset: Dataset, fo
     return run
 
 
-def out_of_fold_run_check_stale(*, run: OutOfFoldRun) -> OutOfFoldRun:
-    """A running run whose worker stopped reporting is marked failed (the page calls this)."""
-    if run.status != JobStatus.RUNNING or run.heartbeat_at is None:
-        return run
-    if timezone.now() - run.heartbeat_at > timedelta(seconds=settings.CURATOR_JOB_STALE_SECONDS):
-        OutOfFoldRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
-            status=JobStatus.FAILED,
-            error="The worker stopped reporting (it was stopped or lost); start a new run.",
-            finished_at=timezone.now(),
-        )
-        run.refresh_from_db()
-    return run
-
-
 def _progress(run: OutOfFoldRun, **values) -> None:
     run.progress = {**run.progress, **values}
     run.heartbeat_at = timezone.now()
@@ -145,7 +129,8 @@ def out_of_fold_run_execute(*, run_id: int) -> OutOfFoldRun:
     started = time.monotonic()
     run.status = JobStatus.RUNNING
     run.heartbeat_at = timezone.now()
-    run.save(update_fields=["status", "heartbeat_at"])
+    run.started_at = run.started_at or run.heartbeat_at
+    run.save(update_fields=["status", "heartbeat_at", "started_at"])
     try:
         _execute(run, started)
     except Exception as exc:  # the run's own record says what went wrong

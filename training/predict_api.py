@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from curator.api_errors import ApiError, ErrorSerializer
 from training import serving
 
 
@@ -68,11 +69,11 @@ class PredictUploadSerializer(serializers.Serializer):
     dataset = serializers.IntegerField(required=False, help_text="Use this dataset's active model version.")
 
 
-ERROR = inline_serializer("PredictError", {"detail": serializers.CharField(), "code": serializers.CharField()})
+ERROR = ErrorSerializer
 
 
-def error_response(exc: serving.PredictError) -> Response:
-    return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
+def api_error(exc: serving.PredictError) -> ApiError:
+    return ApiError(str(exc), status=exc.status, code=exc.code)
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -188,7 +189,7 @@ class PredictView(APIView):
             data = read_image_bytes(request)
             result = serving.image_predict(data=data, model_version=version)
         except serving.PredictError as exc:
-            return error_response(exc)
+            raise api_error(exc) from exc
         return Response(result.as_json())
 
 

@@ -19,13 +19,11 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.db import transaction
 
 from curator.images import ImageRejected, decode
 from curator.models import Dataset, Face, SourceImage
 from curator.permissions import can_curate, visible_datasets
+from curator.services.alignment import aligned_photo_store
 from training.models import ModelVersion, Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -372,76 +370,34 @@ def predicted_photo_add(
 def _store_predicted_photo(
     *, user, model_version: ModelVersion, data: bytes, file_name: str, sha256: str, result: PredictResult
 ) -> SourceImage:
-    from curator.faces.pipeline import encode_jpeg
+    """The photo and its faces are curator's rows, stored by curator's service (crops named and
+    faces filled as alignment does); training adds only its predictions, in the same transaction."""
+    by_index = {face.index: face for face in result.faces}
 
-    dataset = model_version.dataset
-    info, aligned = result.info, result.aligned
-    saved_paths: list[str] = []
-    try:
-        with transaction.atomic():
-            original = default_storage.save(
-                f"datasets/{dataset.pk}/originals/predicted/{sha256}{info.extension}", ContentFile(data)
-            )
-            saved_paths.append(original)
-            image = SourceImage.objects.create(
-                dataset=dataset,
-                file=original,
-                original_name=f"predicted/{file_name or sha256 + info.extension}",
-                sha256=sha256,
-                byte_size=len(data),
-                width=info.width,
-                height=info.height,
-                image_format=info.image_format,
-                metadata={"added_from": "predict", "model_version": model_version.pk},
-                status=SourceImage.Status.ALIGNED if aligned else SourceImage.Status.NO_FACE,
-                status_reason="" if aligned else "no face found by the detector",
-                face_count=len(aligned),
-            )
-            by_index = {face.index: face for face in result.faces}
-            for face in aligned:
-                crop_path = default_storage.save(
-                    f"datasets/{dataset.pk}/faces/{image.pk}/{face.index}.jpg", ContentFile(encode_jpeg(face.crop))
+    def predictions_add(image: SourceImage, faces: list[Face]) -> None:
+        Prediction.objects.bulk_create(
+            [
+                Prediction(
+                    face=face,
+                    model_version=model_version,
+                    probabilities=[by_index[face.index].probabilities[c] for c in model_version.classes],
+                    predicted_label=by_index[face.index].label,
+                    confidence=by_index[face.index].confidence,
+                    disagrees=False,  # unlabelled: nothing to disagree with
                 )
-                saved_paths.append(crop_path)
-                predicted = by_index.get(face.index)
-                row = Face.objects.create(
-                    dataset=dataset,
-                    image=image,
-                    index=face.index,
-                    box_left=face.box[0],
-                    box_top=face.box[1],
-                    box_right=face.box[2],
-                    box_bottom=face.box[3],
-                    landmarks=face.landmarks_list(),
-                    crop=crop_path,
-                    is_largest=face.is_largest,
-                    whole_image=face.whole_image,
-                    detector_score=face.detector_score,
-                    size_px=face.size_px,
-                    sharpness=face.sharpness,
-                    yaw=face.yaw,
-                    roll=face.roll,
-                    landmark_fit=face.landmark_fit,
-                    phash=_signed64(face.phash),
-                    suggested_label=predicted.label if predicted else "",
-                )
-                if predicted is not None:
-                    Prediction.objects.create(
-                        face=row,
-                        model_version=model_version,
-                        probabilities=[predicted.probabilities[c] for c in model_version.classes],
-                        predicted_label=predicted.label,
-                        confidence=predicted.confidence,
-                        disagrees=False,  # unlabelled: nothing to disagree with
-                    )
-    except Exception:
-        for path in saved_paths:
-            default_storage.delete(path)
-        raise
-    return image
+                for face in faces
+                if face.index in by_index
+            ]
+        )
 
-
-def _signed64(value: int) -> int:
-    """A 64-bit hash in a signed BigIntegerField."""
-    value = int(value)
-    return value - (1 << 64) if value >= (1 << 63) else value
+    return aligned_photo_store(
+        dataset=model_version.dataset,
+        data=data,
+        sha256=sha256,
+        info=result.info,
+        original_name=f"predicted/{file_name or sha256 + result.info.extension}",
+        aligned_faces=result.aligned,
+        metadata={"added_from": "predict", "model_version": model_version.pk},
+        suggested_labels={index: face.label for index, face in by_index.items()},
+        faces_added=predictions_add,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -106,10 +106,17 @@ class _Outcome:
     crop_paths: list[str] = field(default_factory=list)
 
 
-def _crop_path(image: SourceImage, job_id: int, index: int) -> str:
-    # A new name per job: the media view lets browsers cache a crop for a day, so a re-run
-    # must never reuse the name of an older crop.
-    return f"datasets/{image.dataset_id}/faces/{image.pk % 1000:03d}/{image.pk}-j{job_id}-{index}.jpg"
+def _crop_path(image: SourceImage, run: str, index: int) -> str:
+    # A new name per run (`j<job id>` for an alignment job): the media view lets browsers cache a
+    # crop for a day, so a re-run must never reuse the name of an older crop.
+    return f"datasets/{image.dataset_id}/faces/{image.pk % 1000:03d}/{image.pk}-{run}-{index}.jpg"
+
+
+def face_crops_save(*, image: SourceImage, aligned_faces: list, run: str) -> list[str]:
+    """Store the aligned crops of one photo under the dataset's crop names; their paths, in order."""
+    from curator.faces.pipeline import encode_jpeg
+
+    return [_save_file(_crop_path(image, run, face.index), encode_jpeg(face.crop)) for face in aligned_faces]
 
 
 def _save_file(path: str, data: bytes) -> str:
@@ -132,7 +139,7 @@ def _delete_files(paths: Iterable[str]) -> None:
 def _align_image(image: SourceImage, job_id: int, options) -> _Outcome:
     """Load, detect and align one image and store its crops. Faults of the image itself become
     its outcome; faults of the infrastructure (database, broker) propagate so the task retries."""
-    from curator.faces.pipeline import detect_and_align, encode_jpeg
+    from curator.faces.pipeline import detect_and_align
     from curator.images import ImageRejected, load_rgb
 
     try:
@@ -153,7 +160,7 @@ def _align_image(image: SourceImage, job_id: int, options) -> _Outcome:
         return _Outcome(image, SourceImage.Status.ERROR, f"alignment failed: {type(exc).__name__}: {exc}")
     if not faces:
         return _Outcome(image, SourceImage.Status.NO_FACE, "no face found")
-    paths = [_save_file(_crop_path(image, job_id, face.index), encode_jpeg(face.crop)) for face in faces]
+    paths = face_crops_save(image=image, aligned_faces=faces, run=f"j{job_id}")
     count = len(faces)
     reason = f"{count} face{'s' if count != 1 else ''}"
     if faces[0].whole_image:
@@ -231,6 +238,64 @@ FACE_UPDATE_FIELDS = [
     "label_origin",
     "updated_at",
 ]
+
+
+def aligned_photo_store(
+    *,
+    dataset: Dataset,
+    data: bytes,
+    sha256: str,
+    info,
+    original_name: str,
+    aligned_faces: list,
+    metadata: dict | None = None,
+    suggested_labels: dict[int, str] | None = None,
+    faces_added: Callable[[SourceImage, list[Face]], None] | None = None,
+) -> SourceImage:
+    """Add a photo that was aligned elsewhere (the predict page aligns it to classify it) to a
+    dataset: the original stored as imports store it, its faces filled and their crops named as
+    an alignment job's. `suggested_labels` ({face index: label}) become `Face.suggested_label`,
+    never labels. `faces_added(image, faces)` runs inside the same transaction, so the caller's
+    own rows (a model's predictions) are written with the faces or not at all. On any failure
+    the files stored here are deleted again."""
+    from curator.services.imports import original_storage_name
+
+    original = original_storage_name(dataset=dataset, sha256=sha256, extension=info.extension)
+    saved_paths: list[str] = []
+    try:
+        if not default_storage.exists(original):
+            original = default_storage.save(original, ContentFile(data))
+            saved_paths.append(original)
+        with transaction.atomic():
+            image = SourceImage.objects.create(
+                dataset=dataset,
+                file=original,
+                original_name=original_name[:1000],
+                sha256=sha256,
+                byte_size=len(data),
+                width=info.width,
+                height=info.height,
+                image_format=info.image_format,
+                metadata=metadata or {},
+                status=SourceImage.Status.ALIGNED if aligned_faces else SourceImage.Status.NO_FACE,
+                status_reason="" if aligned_faces else "no face found by the detector",
+                face_count=len(aligned_faces),
+            )
+            paths = face_crops_save(image=image, aligned_faces=aligned_faces, run="p")
+            saved_paths += paths
+            faces = []
+            for aligned, path in zip(aligned_faces, paths, strict=True):
+                face = Face(dataset=dataset, image=image)
+                _fill_face(face, aligned, path, image)
+                face.suggested_label = (suggested_labels or {}).get(aligned.index, "")
+                faces.append(face)
+            faces = Face.objects.bulk_create(faces)
+            if faces_added is not None:
+                faces_added(image, faces)
+    except Exception:
+        _delete_files(saved_paths)
+        raise
+    return image
 
 
 def _write_outcomes(job_id: int, outcomes: list[_Outcome]) -> None:
@@ -394,7 +459,8 @@ def alignment_job_check_stale(*, job: AlignmentJob) -> AlignmentJob:
     is failed and its unfinished images are marked as errors with the reason, so they can be
     aligned again from the dataset page. While another job is progressing the workers are
     alive, so nothing is done. Queued jobs are left alone: they may be waiting behind other
-    work, and the job page says how long they have waited."""
+    work, and the job page says how long they have waited. The stale-job sweep calls this
+    (AlignmentJob.on_stale); pages only read the job."""
     if job.status != AlignmentJob.Status.RUNNING:
         return job
     stale_after = timedelta(seconds=settings.CURATOR_JOB_STALE_SECONDS)
@@ -446,17 +512,3 @@ def alignment_job_check_stale(*, job: AlignmentJob) -> AlignmentJob:
             transaction.on_commit(lambda: _queue_chunks(locked.pk, pending_ids))
     locked.refresh_from_db()
     return locked
-
-
-def alignment_jobs_resume_orphaned() -> int:
-    """Check every running job (called when a worker starts, so a restarted cluster picks up
-    orphaned jobs); returns how many were resumed or failed."""
-    changed = 0
-    for job in AlignmentJob.objects.filter(status=AlignmentJob.Status.RUNNING).order_by("id"):
-        try:
-            after = alignment_job_check_stale(job=job)
-        except DatabaseError:
-            logger.exception("could not check alignment job %s", job.pk)
-            continue
-        changed += after.resumed_count != job.resumed_count or after.status != job.status
-    return changed

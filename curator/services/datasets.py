@@ -1,4 +1,4 @@
-"""Create, share and delete datasets."""
+"""Create and delete datasets."""
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -19,11 +19,6 @@ def dataset_create(*, user: AbstractBaseUser | None, name: str, classes: list[st
     if user is not None:
         Membership.objects.create(dataset=dataset, user=user, role=Membership.Role.CURATOR)
     return dataset
-
-
-def dataset_share(*, dataset: Dataset, user: AbstractBaseUser, role: str = Membership.Role.ANNOTATOR) -> Membership:
-    membership, _ = Membership.objects.update_or_create(dataset=dataset, user=user, defaults={"role": role})
-    return membership
 
 
 def dataset_delete(*, dataset: Dataset) -> None:

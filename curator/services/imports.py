@@ -320,11 +320,16 @@ def _ignorable(name: str) -> str:
     return ""
 
 
+def original_storage_name(*, dataset: Dataset, sha256: str, extension: str) -> str:
+    """Where a dataset keeps an original photo: content-addressed, so one file per content."""
+    return f"datasets/{dataset.pk}/originals/{sha256[:2]}/{sha256}{extension}"
+
+
 def _store(batch: ImportBatch, name: str, data: bytes, sha: str, info, guess) -> bool:
     """Store the original unchanged (content-addressed) and its row; False if another import
     stored the same file first."""
     dataset = batch.dataset
-    storage_name = f"datasets/{dataset.pk}/originals/{sha[:2]}/{sha}{info.extension}"
+    storage_name = original_storage_name(dataset=dataset, sha256=sha, extension=info.extension)
     if not default_storage.exists(storage_name):
         saved = default_storage.save(storage_name, ContentFile(data))
         if saved != storage_name:  # written concurrently by another import; keep one copy

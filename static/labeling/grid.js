@@ -1,6 +1,7 @@
 // Keyboard-first face grid: focus, labeling keys, undo, selection and bulk actions.
 // No build step: an ES module the page loads directly. The misclassified review queue reuses
-// it through initFaceGrid(root, {keys: {...extra handlers}}).
+// it through initFaceGrid(root, {keys: {...extra handlers}}). Changes and undo go to the REST API
+// (/api/v1/datasets/<id>/label-changes/ and undo/) with the session and the CSRF header.
 
 function csrfToken() {
   try {
@@ -24,6 +25,13 @@ export async function postJSON(url, body) {
     data = { ok: false, error: `The server answered ${response.status}.` };
   }
   data.status = response.status;
+  if (data.ok === undefined) data.ok = response.ok;
+  // The API's error shape, {"error": {"code", "message", "fields"}}: `error` becomes the sentence.
+  if (data.error && typeof data.error === "object") {
+    data.code = data.error.code;
+    data.fields = data.error.fields || {};
+    data.error = data.error.message;
+  }
   return data;
 }
 
@@ -221,8 +229,7 @@ export function initFaceGrid(root, options = {}) {
       const n = Number(root.dataset.total);
       if (!window.confirm(`Change all ${n} faces matching this filter?`)) return;
       const data = await postJSON(root.dataset.changeUrl, {
-        scope: "filter",
-        query: root.dataset.query,
+        filter: root.dataset.query || "",
         expected_count: n,
         changes,
         flash: true,

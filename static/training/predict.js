@@ -30,8 +30,9 @@
       method: "POST", body: form, credentials: "same-origin", headers: { "X-CSRFToken": csrf },
     });
     let data = null;
-    try { data = await response.json(); } catch (e) { data = { detail: "The server answered " + response.status + "." }; }
-    if (!response.ok) throw new Error(data.detail || ("HTTP " + response.status));
+    try { data = await response.json(); } catch (e) { data = { error: { message: "The server answered " + response.status + "." } }; }
+    // Every API error is {"error": {"code", "message", "fields"}}.
+    if (!response.ok) throw new Error((data.error && data.error.message) || ("HTTP " + response.status));
     return data;
   }
 

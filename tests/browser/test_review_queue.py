@@ -4,8 +4,10 @@ undo, and see the decided faces leave the queue."""
 import pytest
 
 from curator.models import Face
-from labeling import review, services
-from labeling.models import LabelEvent, ReviewDecision
+from labeling import services
+from labeling.models import LabelEvent
+from review import selectors as queues
+from review.models import ReviewDecision
 from tests.training.predict_support import embedding_version, labelled_faces
 from training.models import Prediction
 
@@ -22,7 +24,7 @@ def test_review_a_queue_by_keyboard(new_page, dataset, alice):
             faces=[face.pk],
             changes={"label": "male" if predicted == "female" else "female"},
         )
-    queue = [p.face_id for p in review.disagreement_queue(model_version=version)]
+    queue = [p.face_id for p in queues.disagreement_queue(model_version=version)]
     assert len(queue) >= 5
     first_model_label = Prediction.objects.get(face_id=queue[0], model_version=version).predicted_label
 

@@ -5,8 +5,9 @@ takes that back with `z`, and finds the grid showing suggestions apart from labe
 import pytest
 
 from curator.models import Face
-from labeling import review
-from labeling.models import LabelEvent, ReviewDecision
+from labeling.models import LabelEvent
+from review import selectors as queues
+from review.models import ReviewDecision
 from tests.labeling.factories import make_faces, version_with_predictions
 from training.models import Prediction
 
@@ -15,7 +16,7 @@ from training.models import Prediction
 def test_accept_a_suggestion_by_keyboard(new_page, dataset, bob):
     faces = make_faces(dataset, 12, labels=["female", "", "male", ""])
     version = version_with_predictions(dataset, faces)
-    queue = [p.face_id for p in review.suggestions_queue(model_version=version)]
+    queue = [p.face_id for p in queues.suggestions_queue(model_version=version)]
     assert len(queue) == 6
     first = Prediction.objects.get(face_id=queue[0], model_version=version)
     second = Prediction.objects.get(face_id=queue[1], model_version=version)

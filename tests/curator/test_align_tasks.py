@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from curator.models import AlignmentJob, Face, SourceImage
 from curator.services.alignment import MAX_RESUMES, alignment_job_check_stale, alignment_job_start
+from curator.tasks import jobs_sweep_stale
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faces"
 
@@ -160,7 +161,7 @@ def test_stale_job_is_resumed_by_a_starting_worker(start_worker, dataset, settin
 
 
 @pytest.mark.worker
-def test_stale_job_seen_on_its_page_is_resumed(start_worker, dataset, alice_client, settings):
+def test_stale_job_is_resumed_by_the_sweep(start_worker, dataset, alice_client, settings):
     images = import_fixture_faces(dataset, limit=4)
     worker = start_worker(queues="align", concurrency=1)
     long_ago = timezone.now() - timedelta(minutes=10)
@@ -171,6 +172,7 @@ def test_stale_job_seen_on_its_page_is_resumed(start_worker, dataset, alice_clie
 
     response = alice_client.get(f"/datasets/{dataset.pk}/jobs/{job.pk}/progress/")
     assert response.status_code == 200
+    jobs_sweep_stale.delay()  # what Celery beat sends; the align worker runs it
     job = wait_for(job, lambda j: j.is_finished, worker=worker)
     assert job.resumed_count == 1
     assert_every_image_accounted_for(job)

@@ -49,9 +49,9 @@ def test_faces_are_filtered_sorted_and_paginated_like_the_grid(bob_api, dataset,
 def test_bad_filters_and_pages_get_clear_errors(bob_api, dataset, faces):
     bad = bob_api.get(f"/api/v1/datasets/{dataset.pk}/faces/", {"label": "cat", "min_size": "x"})
     assert bad.status_code == 400
-    assert any("Unknown label “cat”" in e for e in bad.json()["filter"])
+    assert any("Unknown label “cat”" in e for e in bad.json()["error"]["fields"]["label"])
     past = bob_api.get(f"/api/v1/datasets/{dataset.pk}/faces/", {"page": 9})
-    assert past.status_code == 404 and "Page 9 does not exist" in past.json()["detail"]
+    assert past.status_code == 404 and "Page 9 does not exist" in past.json()["error"]["message"]
 
 
 def test_label_change_by_ids_with_versions_and_conflict(bob_api, alice_api, dataset, faces):
@@ -114,7 +114,7 @@ def test_revert_through_the_api_reports_conflicts(alice_api, bob_api, dataset, f
     assert result["reverted"] == 3 and [c["face_id"] for c in result["conflicts"]] == [ids[0]]
     assert Face.objects.get(pk=ids[0]).split == "test"
     again = alice_api.post(f"/api/v1/datasets/{dataset.pk}/actions/{action['id']}/revert/")
-    assert again.status_code == 400 and "already reverted" in again.json()["error"]
+    assert again.status_code == 400 and "already reverted" in again.json()["error"]["message"]
     history = alice_api.get(f"/api/v1/datasets/{dataset.pk}/actions/").json()
     assert [a["kind"] for a in history["results"]] == ["revert", "split", "split"]
 
@@ -134,7 +134,7 @@ def test_export_through_the_api(alice_api, dataset, faces):
 
 def test_bad_split_request_through_the_api(alice_api, dataset, faces):
     response = alice_api.post(f"/api/v1/datasets/{dataset.pk}/splits/", {"ratios": [1, -1, 0]}, format="json")
-    assert response.status_code == 400 and "non-negative" in response.json()["error"]
+    assert response.status_code == 400 and "non-negative" in response.json()["error"]["message"]
 
 
 def test_schema_documents_the_labeling_endpoints(alice_api, dataset):
@@ -150,3 +150,29 @@ def test_schema_documents_the_labeling_endpoints(alice_api, dataset):
         assert p in paths
     params = {p["name"] for p in paths["/api/v1/datasets/{dataset_id}/faces/"]["get"]["parameters"]}
     assert {"label", "split", "min_size", "sort", "disagrees"} <= params
+    # The schema's parameters are the FilterSet's, so they cannot drift from what the grid accepts.
+    assert {"min_abs_yaw", "max_score", "model", "predicted", "min_conf", "max_conf", "m_<key>"} <= params
+    from labeling.filters import FaceFilterSet
+
+    assert set(FaceFilterSet.base_filters) <= params
+
+
+def test_every_api_error_has_one_shape(bob_api, dataset, faces):
+    url = f"/api/v1/datasets/{dataset.pk}/faces/"
+    bad = bob_api.get(url, {"label": "cat", "min_size": "x", "max_score": "y"}).json()["error"]
+    assert bad["code"] == "invalid" and "Unknown label “cat”" in bad["message"]
+    assert set(bad["fields"]) == {"label", "min_size", "max_score"}
+    assert bad["fields"]["min_size"] == ["“x” is not a number (min_size)."]
+    missing = bob_api.get(f"/api/v1/datasets/{dataset.pk}/faces/999999/")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    anonymous = APIClient().get(url)
+    assert anonymous.status_code in (401, 403) and anonymous.json()["error"]["code"] == "not_authenticated"
+    refused = bob_api.post(f"/api/v1/datasets/{dataset.pk}/splits/", {"seed": 1}, format="json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    stale = bob_api.post(
+        f"/api/v1/datasets/{dataset.pk}/label-changes/",
+        {"faces": [faces[0].pk], "versions": {str(faces[0].pk): faces[0].version + 5}, "changes": {"label": "male"}},
+        format="json",
+    )
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "stale_face"
+    assert stale.json()["current"][0]["id"] == faces[0].pk

@@ -1,5 +1,5 @@
 """The grid page: thumbnails as media URLs, filters kept in the URL, sorting, bad filters and
-pages past the end, and the JSON change/undo endpoints the grid's script calls."""
+pages past the end, and the API's change/undo endpoints as the grid's script calls them."""
 
 import json
 
@@ -140,6 +140,11 @@ def test_enter_link_points_to_the_next_page_with_the_same_filter(bob_client, dat
     assert 'data-next="?label=female&amp;page=2"' in body
 
 
+# The grid's script changes labels and undoes through the REST API (session + CSRF).
+CHANGE = "/api/v1/datasets/{}/label-changes/"
+UNDO = "/api/v1/datasets/{}/undo/"
+
+
 def post_json(client, url, data):
     return client.post(url, json.dumps(data), content_type="application/json")
 
@@ -148,12 +153,12 @@ def test_change_endpoint_saves_and_returns_the_new_state(bob_client, dataset, fa
     f = faces[2]
     response = post_json(
         bob_client,
-        f"/labeling/{dataset.pk}/change/",
+        CHANGE.format(dataset.pk),
         {"faces": [f.pk], "versions": {str(f.pk): 1}, "changes": {"label": "male"}},
     )
     assert response.status_code == 200
     data = response.json()
-    assert data["ok"] and data["changed"] == 1
+    assert data["face_count"] == 1 and data["message"] == "Set label: 1 face changed."
     assert data["faces"] == [
         {"id": f.pk, "version": 2, "label": "male", "is_unsure": False, "is_excluded": False, "split": ""}
     ]
@@ -166,12 +171,13 @@ def test_change_endpoint_refuses_a_stale_save_with_409(alice_client, bob, datase
     services.faces_update(user=bob, dataset=dataset, faces=[f.pk], changes={"label": "male"})
     response = post_json(
         alice_client,
-        f"/labeling/{dataset.pk}/change/",
+        CHANGE.format(dataset.pk),
         {"faces": [f.pk], "versions": {str(f.pk): 1}, "changes": {"is_unsure": True}},
     )
     assert response.status_code == 409
     data = response.json()
-    assert "since you loaded the page" in data["error"] and data["current"][0]["label"] == "male"
+    assert "since you loaded the page" in data["error"]["message"] and data["current"][0]["label"] == "male"
+    assert data["error"]["code"] == "stale_face"
     assert Face.objects.get(pk=f.pk).is_unsure is False
 
 
@@ -179,43 +185,46 @@ def test_change_endpoint_refuses_a_stale_save_with_409(alice_client, bob, datase
     ("body", "message"),
     [
         ({"faces": [], "changes": {"label": "male"}}, "No faces selected"),
-        ({"faces": ["x"], "changes": {"label": "male"}}, "whole numbers"),
-        ({"changes": {"label": "male"}}, "Give the faces to change"),
+        ({"faces": ["x"], "changes": {"label": "male"}}, "valid integer"),
+        ({"changes": {"label": "male"}}, "Give `faces`"),
         ({"faces": [1], "changes": {"label": "dog"}}, "Unknown label"),
-        ({"scope": "filter", "query": "label=cat", "changes": {"label": "male"}}, "The filter is not valid"),
+        ({"filter": "label=cat", "changes": {"label": "male"}}, "The filter is not valid"),
         (
-            {"scope": "filter", "query": "label=male", "expected_count": 99, "changes": {"is_unsure": True}},
+            {"filter": "label=male", "expected_count": 99, "changes": {"is_unsure": True}},
             "not the 99 you saw",
         ),
     ],
 )
 def test_change_endpoint_bad_input(bob_client, dataset, faces, body, message):
-    response = post_json(bob_client, f"/labeling/{dataset.pk}/change/", body)
-    assert response.status_code == 400 and message in response.json()["error"]
+    response = post_json(bob_client, CHANGE.format(dataset.pk), body)
+    assert response.status_code == 400 and message in response.json()["error"]["message"]
     assert not BulkAction.objects.exists()
 
 
 def test_change_endpoint_rejects_invalid_json(bob_client, dataset, faces):
-    response = bob_client.post(f"/labeling/{dataset.pk}/change/", "{nope", content_type="application/json")
-    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+    response = bob_client.post(CHANGE.format(dataset.pk), "{nope", content_type="application/json")
+    assert response.status_code == 400 and "JSON parse error" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "parse_error"
 
 
 def test_bulk_change_of_all_faces_matching_a_filter_and_undo(bob_client, dataset, faces):
     males = [f.pk for f in faces if f.label == "male"]
     response = post_json(
         bob_client,
-        f"/labeling/{dataset.pk}/change/",
-        {"scope": "filter", "query": "label=male", "expected_count": len(males), "changes": {"split": "test"}},
+        CHANGE.format(dataset.pk),
+        {"filter": "label=male", "expected_count": len(males), "changes": {"split": "test"}},
     )
-    assert response.json()["changed"] == len(males)
+    assert response.json()["face_count"] == len(males)
     assert set(Face.objects.filter(split="test").values_list("id", flat=True)) == set(males)
     action = BulkAction.objects.get()
     assert action.params["filter"] == {"label": "male"}
-    undo = bob_client.post(f"/labeling/{dataset.pk}/undo/").json()
-    assert undo["ok"] and undo["changed"] == len(males) and "Undid assign split" in undo["message"]
+    undo = bob_client.post(UNDO.format(dataset.pk))
+    assert undo.status_code == 200
+    undo = undo.json()
+    assert undo["reverted"] == len(males) and "Undid assign split" in undo["message"]
     assert not Face.objects.filter(split="test").exists()
-    nothing = bob_client.post(f"/labeling/{dataset.pk}/undo/")
-    assert nothing.status_code == 400 and "Nothing to undo" in nothing.json()["error"]
+    nothing = bob_client.post(UNDO.format(dataset.pk))
+    assert nothing.status_code == 400 and "Nothing to undo" in nothing.json()["error"]["message"]
 
 
 def test_detail_panel_shows_photo_landmarks_siblings_history(bob, bob_client, dataset):

@@ -48,7 +48,7 @@ def test_face_detail_of_another_dataset_is_404(alice, dataset, faces):
 
 
 def change(client, ds_id, body):
-    return client.post(f"/labeling/{ds_id}/change/", json.dumps(body), content_type="application/json")
+    return client.post(f"/api/v1/datasets/{ds_id}/label-changes/", json.dumps(body), content_type="application/json")
 
 
 def test_bob_may_relabel_charlie_may_not(bob, charlie, dataset, faces):
@@ -56,14 +56,14 @@ def test_bob_may_relabel_charlie_may_not(bob, charlie, dataset, faces):
     assert change(as_user(charlie), dataset.pk, body).status_code == 404
     assert Face.objects.get(pk=faces[0].pk).label == "female"
     assert change(as_user(bob), dataset.pk, body).status_code == 200
-    assert as_user(charlie).post(f"/labeling/{dataset.pk}/undo/").status_code == 404
+    assert as_user(charlie).post(f"/api/v1/datasets/{dataset.pk}/undo/").status_code == 404
 
 
 def test_bob_cannot_touch_faces_of_a_dataset_he_is_not_on_through_his_own(bob, dataset, faces):
     other = Dataset.objects.create(name="other")
     foreign = make_faces(other, 1, start=40)[0]
     response = change(as_user(bob), dataset.pk, {"faces": [foreign.pk], "changes": {"label": "male"}})
-    assert response.status_code == 400 and "not faces of this dataset" in response.json()["error"]
+    assert response.status_code == 400 and "not faces of this dataset" in response.json()["error"]["message"]
     assert change(as_user(bob), other.pk, {"faces": [foreign.pk], "changes": {"label": "male"}}).status_code == 404
 
 

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from curator.models import Face
-from labeling import review, services
-from labeling.models import BulkAction, LabelEvent, ReviewDecision
+from labeling import services
+from labeling.models import BulkAction, LabelEvent
+from review import selectors as queues
+from review.models import ReviewDecision
 from tests.training.predict_support import embedding_version, labelled_faces
 from training.models import JobStatus, OutOfFoldRun, OutOfFoldScore, Prediction, TrainingJob
 
@@ -32,11 +34,11 @@ def decide(client, dataset, version, face, key, **extra):
 
 
 def first_in_queue(version) -> Face:
-    return review.disagreement_queue(model_version=version).first().face
+    return queues.disagreement_queue(model_version=version).first().face
 
 
 def test_the_queue_holds_exactly_the_disputed_faces_most_confident_first(version):
-    queue = list(review.disagreement_queue(model_version=version))
+    queue = list(queues.disagreement_queue(model_version=version))
     disputed = [
         p
         for p in Prediction.objects.filter(model_version=version).select_related("face")
@@ -51,7 +53,7 @@ def test_the_queue_holds_exactly_the_disputed_faces_most_confident_first(version
 def test_excluded_faces_are_not_in_the_queue(version, dataset, alice):
     face = first_in_queue(version)
     services.faces_update(user=alice, dataset=dataset, faces=[face.pk], changes={"is_excluded": True})
-    assert face.pk not in {p.face_id for p in review.disagreement_queue(model_version=version)}
+    assert face.pk not in {p.face_id for p in queues.disagreement_queue(model_version=version)}
 
 
 def test_a_accepts_the_models_label_as_a_recorded_review_action(bob_client, version, dataset, bob):
@@ -67,7 +69,7 @@ def test_a_accepts_the_models_label_as_a_recorded_review_action(bob_client, vers
     assert event.action.params["decision"] == "accepted" and event.action.params["model_version"] == version.pk
     decision = ReviewDecision.objects.get(face=face, model_version=version)
     assert decision.decision == "accepted" and decision.label_after == model_label and decision.user == bob
-    assert face.pk not in {p.face_id for p in review.disagreement_queue(model_version=version)}
+    assert face.pk not in {p.face_id for p in queues.disagreement_queue(model_version=version)}
     assert Prediction.objects.get(face=face, model_version=version).disagrees is False
 
 
@@ -85,7 +87,7 @@ def test_c_confirms_the_human_label_and_the_face_leaves_the_queue(alice_client, 
     assert [(e.field, e.old_value, e.new_value) for e in review_events] == [("is_unsure", "true", "false")]
     decision = ReviewDecision.objects.get(face=face, model_version=version)
     assert decision.decision == "confirmed" and decision.label_before == decision.label_after == label
-    assert face.pk not in {p.face_id for p in review.disagreement_queue(model_version=version)}
+    assert face.pk not in {p.face_id for p in queues.disagreement_queue(model_version=version)}
     # Still a disagreement for the grid's filter (the model has not changed its mind), but
     # remembered as confirmed for this version.
     assert Prediction.objects.get(face=face, model_version=version).disagrees is True
@@ -102,12 +104,12 @@ def test_x_excludes_and_u_marks_unsure(alice_client, version, dataset):
     assert LabelEvent.objects.get(face=first, action__kind="review").field == "is_excluded"
     assert LabelEvent.objects.get(face=second, action__kind="review").field == "is_unsure"
     assert set(ReviewDecision.objects.values_list("decision", flat=True)) == {"excluded", "unsure"}
-    remaining = {p.face_id for p in review.disagreement_queue(model_version=version)}
+    remaining = {p.face_id for p in queues.disagreement_queue(model_version=version)}
     assert first.pk not in remaining and second.pk not in remaining
 
 
 def test_progress_counts_reviews_and_label_changes(alice_client, version, dataset):
-    before = review.review_progress(model_version=version)
+    before = queues.review_progress(model_version=version)
     decide(alice_client, dataset, version, first_in_queue(version), "a")
     body = decide(alice_client, dataset, version, first_in_queue(version), "c").json()
     progress = body["progress"]
@@ -263,7 +265,7 @@ def test_the_out_of_fold_queue_ranks_label_issues_by_self_confidence(alice_clien
     faces = labelled_faces(dataset)
     issues = {faces[3].pk: 0.3, faces[7].pk: 0.05, faces[11].pk: 0.2}
     run = out_of_fold_run(dataset, faces, issues)
-    assert [s.face_id for s in review.out_of_fold_queue(run=run)] == [faces[7].pk, faces[11].pk, faces[3].pk]
+    assert [s.face_id for s in queues.out_of_fold_queue(run=run)] == [faces[7].pk, faces[11].pk, faces[3].pk]
     response = alice_client.get(f"/review/{dataset.pk}/runs/{run.pk}/")
     text = response.content.decode()
     assert 'data-ranking="out-of-fold"' in text and "confident learning on out-of-fold probabilities" in text
@@ -282,7 +284,7 @@ def test_the_out_of_fold_queue_ranks_label_issues_by_self_confidence(alice_clien
         faces=[faces[11].pk],
         changes={"label": "male" if faces[11].label == "female" else "female"},
     )
-    assert [s.face_id for s in review.out_of_fold_queue(run=run)] == [faces[3].pk]
+    assert [s.face_id for s in queues.out_of_fold_queue(run=run)] == [faces[3].pk]
 
 
 def test_a_face_that_is_no_label_issue_cannot_be_decided_in_the_run(alice_client, dataset):
@@ -297,16 +299,16 @@ def test_a_face_that_is_no_label_issue_cannot_be_decided_in_the_run(alice_client
 def test_the_active_learning_queue_lists_unlabelled_faces_least_sure_first(bob_client, version, dataset, alice):
     faces = list(Face.objects.filter(dataset=dataset).order_by("id")[10:20])
     services.faces_update(user=alice, dataset=dataset, faces=[f.pk for f in faces], changes={"label": ""})
-    queue = list(review.active_learning_queue(model_version=version))
+    queue = list(queues.active_learning_queue(model_version=version))
     assert {p.face_id for p in queue} == {f.pk for f in faces}
     assert [p.confidence for p in queue] == sorted(p.confidence for p in queue)
     services.faces_update(user=alice, dataset=dataset, faces=[faces[0].pk], changes={"is_unsure": True})
-    assert faces[0].pk not in {p.face_id for p in review.active_learning_queue(model_version=version)}
+    assert faces[0].pk not in {p.face_id for p in queues.active_learning_queue(model_version=version)}
     response = bob_client.get(f"/review/{dataset.pk}/versions/{version.pk}/unlabelled/")
     text = response.content.decode()
     assert response.status_code == 200 and "least confident first" in text
     assert f'data-id="{queue[0].face_id}"' in text
-    assert f"/labeling/{dataset.pk}/change/" in text  # the labeling grid's own keys and endpoint
+    assert f"/api/v1/datasets/{dataset.pk}/label-changes/" in text  # the labeling grid's own keys and endpoint
 
 
 def test_the_index_lists_versions_and_runs(alice_client, version, dataset):

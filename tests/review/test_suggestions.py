@@ -9,8 +9,10 @@ import json
 import pytest
 
 from curator.models import Face
-from labeling import review, services
-from labeling.models import BulkAction, LabelEvent, ReviewDecision
+from labeling import services
+from labeling.models import BulkAction, LabelEvent
+from review import selectors as queues
+from review.models import ReviewDecision
 from tests.labeling.factories import make_faces, version_with_predictions
 from training.models import ModelVersion, Prediction
 
@@ -31,7 +33,7 @@ def unlabelled(faces):
 
 
 def queue_ids(version) -> list[int]:
-    return [p.face_id for p in review.suggestions_queue(model_version=version)]
+    return [p.face_id for p in queues.suggestions_queue(model_version=version)]
 
 
 def decide(client, dataset, version, face, decision, **extra):
@@ -138,7 +140,7 @@ def test_a_class_key_gives_the_face_that_label_whatever_the_suggestion(alice_cli
     assert body.json()["decision"] == "accepted"
     assert set(queue_ids(version)).isdisjoint({face_id, other_id})
     # A person who labelled against the model is not asked again by its disputes queue.
-    assert face_id not in {p.face_id for p in review.disagreement_queue(model_version=version)}
+    assert face_id not in {p.face_id for p in queues.disagreement_queue(model_version=version)}
 
 
 def test_x_excludes_and_u_marks_unsure_without_labelling(alice_client, version, dataset):
@@ -177,8 +179,8 @@ def test_the_two_queues_of_a_version_keep_their_own_progress_and_undo(alice_clie
     response = alice_client.post(f"/review/{dataset.pk}/decide", data=json.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.content
     decide(alice_client, dataset, version, Face.objects.get(pk=queue_ids(version)[0]), "a")
-    suggestions = review.review_progress(model_version=version, queue=review.SUGGESTIONS)
-    disputes = review.review_progress(model_version=version)
+    suggestions = queues.review_progress(model_version=version, queue=queues.SUGGESTIONS)
+    disputes = queues.review_progress(model_version=version)
     assert (suggestions["reviewed"], suggestions["accepted"], suggestions["confirmed"]) == (1, 1, 0)
     assert (disputes["reviewed"], disputes["accepted"], disputes["confirmed"]) == (1, 0, 1)
     # z in the disputes queue takes back the dispute decision, not the later suggestion one.
@@ -205,8 +207,8 @@ def test_suggestions_of_classes_the_dataset_does_not_have_are_left_out(alice_cli
 
 
 def test_a_curator_previews_then_confirms_a_bulk_accept_as_one_revertable_action(alice_client, version, dataset, alice):
-    above = [p for p in review.suggestions_queue(model_version=version) if p.confidence >= 0.8]
-    below = [p for p in review.suggestions_queue(model_version=version) if p.confidence < 0.8]
+    above = [p for p in queues.suggestions_queue(model_version=version) if p.confidence >= 0.8]
+    below = [p for p in queues.suggestions_queue(model_version=version) if p.confidence < 0.8]
     assert above and below
     url = f"/review/{dataset.pk}/versions/{version.pk}/suggestions/accept"
     response = alice_client.get(url, {"min_confidence": "0.8"})
@@ -240,7 +242,7 @@ def test_a_curator_previews_then_confirms_a_bulk_accept_as_one_revertable_action
 
 
 def test_a_bulk_accept_whose_count_changed_since_the_preview_changes_nothing(alice_client, version, dataset, alice):
-    top = review.suggestions_queue(model_version=version).first()
+    top = queues.suggestions_queue(model_version=version).first()
     url = f"/review/{dataset.pk}/versions/{version.pk}/suggestions/accept"
     count = alice_client.get(url, {"min_confidence": "0.5"}).context["preview"]["count"]
     services.faces_update(user=alice, dataset=dataset, faces=[top.face_id], changes={"label": "female"})

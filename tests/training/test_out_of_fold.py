@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from labeling import review
+from curator.services.jobs import jobs_sweep_stale
+from review import selectors as queues
 from tests.training.predict_support import labelled_faces
 from training.models import JobStatus, OutOfFoldRun, OutOfFoldScore
 from training.out_of_fold import (
     OutOfFoldError,
     confident_learning,
-    out_of_fold_run_check_stale,
     out_of_fold_run_start,
 )
 
@@ -80,7 +80,8 @@ def test_a_run_whose_worker_stopped_reporting_is_marked_failed(dataset, alice, s
         dataset=dataset, status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(seconds=600)
     )
     settings.CURATOR_JOB_STALE_SECONDS = 120
-    run = out_of_fold_run_check_stale(run=run)
+    jobs_sweep_stale()  # the stale-job sweep, as Celery beat runs it
+    run.refresh_from_db()
     assert run.status == JobStatus.FAILED and "stopped reporting" in run.error
 
 
@@ -124,7 +125,7 @@ def test_a_run_on_the_train_worker_scores_every_labelled_face(start_worker, clie
     assert run.progress["issues"] == sum(s.is_label_issue for s in scores)
     assert 0.0 <= run.progress["oof_accuracy"] <= 1.0
     # The run's queue is the label issues, worst first; its page says which ranking it shows.
-    queue = list(review.out_of_fold_queue(run=run))
+    queue = list(queues.out_of_fold_queue(run=run))
     assert [s.issue_score for s in queue] == sorted((s.issue_score for s in scores if s.is_label_issue), reverse=True)
     page = client.get(f"/review/{dataset.pk}/runs/{run.pk}/").content.decode()
     assert 'data-ranking="out-of-fold"' in page

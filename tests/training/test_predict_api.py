@@ -104,8 +104,8 @@ def test_non_image_bodies_are_415_with_the_reason(client, version, alice, data, 
     auth = token(alice)
     response = post_raw(client, data, auth, content_type=content_type)
     assert response.status_code == 415
-    assert needle in response.json()["detail"]
-    assert response.json()["code"] == "bad_image"
+    assert needle in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "bad_image"
     assert post_raw(client, lfw_photo().read_bytes(), auth).status_code == 200
 
 
@@ -113,10 +113,10 @@ def test_an_empty_body_or_a_multipart_without_image_is_400(client, version, alic
     auth = token(alice)
     response = post_raw(client, b"", auth)
     assert response.status_code == 400
-    assert "No image" in response.json()["detail"]
+    assert "No image" in response.json()["error"]["message"]
     response = client.post(URL, {"model_version": version.pk}, HTTP_AUTHORIZATION=auth)
     assert response.status_code == 400
-    assert "`image`" in response.json()["detail"]
+    assert "`image`" in response.json()["error"]["message"]
 
 
 def test_too_many_pixels_is_413_before_decoding(client, version, alice, settings):
@@ -125,7 +125,7 @@ def test_too_many_pixels_is_413_before_decoding(client, version, alice, settings
     Image.new("RGB", (1000, 1000), (200, 200, 200)).save(buffer, "PNG")
     response = post_raw(client, buffer.getvalue(), token(alice), content_type="image/png")
     assert response.status_code == 413
-    assert "1,000,000 pixels" in response.json()["detail"]
+    assert "1,000,000 pixels" in response.json()["error"]["message"]
 
 
 def test_too_many_bytes_is_413(client, version, alice, settings):
@@ -142,13 +142,13 @@ def test_a_raw_body_above_the_request_limit_is_413(client, version, alice, setti
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = post_raw(client, lfw_photo().read_bytes(), token(alice))
     assert response.status_code == 413
-    assert "multipart" in response.json()["detail"]
+    assert "multipart" in response.json()["error"]["message"]
 
 
 def test_a_version_of_a_dataset_charlie_is_not_on_is_404(client, version, charlie):
     response = post_raw(client, lfw_photo().read_bytes(), token(charlie), query=f"?model_version={version.pk}")
     assert response.status_code == 404
-    assert "No model version" in response.json()["detail"]
+    assert "No model version" in response.json()["error"]["message"]
     response = post_raw(client, lfw_photo().read_bytes(), token(charlie), query=f"?dataset={version.dataset_id}")
     assert response.status_code == 404
 
@@ -165,8 +165,8 @@ def test_an_inactive_version_is_refused_to_annotators_and_allowed_to_curators(cl
     query = f"?model_version={version.pk}"
     response = post_raw(client, lfw_photo().read_bytes(), token(bob), query=query)
     assert response.status_code == 409
-    assert "not active" in response.json()["detail"]
-    assert response.json()["code"] == "inactive_version"
+    assert "not active" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "inactive_version"
     response = post_raw(client, lfw_photo().read_bytes(), token(alice), query=query)
     assert response.status_code == 200
     assert response.json()["model_version"]["is_active"] is False
@@ -177,14 +177,14 @@ def test_a_dataset_without_an_active_model_is_409(client, version, alice):
     Membership.objects.create(dataset=other, user=alice, role=Membership.Role.CURATOR)
     response = post_raw(client, lfw_photo().read_bytes(), token(alice), query=f"?dataset={other.pk}")
     assert response.status_code == 409
-    assert "no active model version" in response.json()["detail"]
-    assert response.json()["code"] == "no_active_model"
+    assert "no active model version" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "no_active_model"
 
 
 def test_without_any_active_model_it_is_409(client, dataset, alice):
     response = post_raw(client, lfw_photo().read_bytes(), token(alice))
     assert response.status_code == 409
-    assert "None of your datasets" in response.json()["detail"]
+    assert "None of your datasets" in response.json()["error"]["message"]
 
 
 def test_a_version_of_another_dataset_than_the_one_named_is_400(client, version, alice):
@@ -193,13 +193,13 @@ def test_a_version_of_another_dataset_than_the_one_named_is_400(client, version,
     query = f"?dataset={other.pk}&model_version={version.pk}"
     response = post_raw(client, lfw_photo().read_bytes(), token(alice), query=query)
     assert response.status_code == 400
-    assert "does not belong" in response.json()["detail"]
+    assert "does not belong" in response.json()["error"]["message"]
 
 
 def test_a_non_numeric_model_version_is_400(client, version, alice):
     response = post_raw(client, lfw_photo().read_bytes(), token(alice), query="?model_version=latest")
     assert response.status_code == 400
-    assert "must be an integer" in response.json()["detail"]
+    assert "must be an integer" in response.json()["error"]["message"]
 
 
 def test_get_is_not_allowed(client, version, alice):

@@ -121,10 +121,10 @@ def test_the_api_answers_400_with_the_reason(alice_client, dataset, training_fac
         url, {"dataset": dataset.pk, "architecture": "cnn", "config": {"epochs": -1}}, content_type="application/json"
     )
     assert response.status_code == 400
-    assert "epochs" in response.json()["config"]
+    assert "epochs" in response.json()["error"]["fields"]["config"]
     dataset.min_faces_per_class = 100
     dataset.save(update_fields=["min_faces_per_class"])
     response = alice_client.post(url, {"dataset": dataset.pk, "architecture": "cnn"}, content_type="application/json")
     assert response.status_code == 400
-    assert "at least 100" in response.json()["dataset"][0]
+    assert "at least 100" in response.json()["error"]["fields"]["dataset"][0]
     assert not TrainingJob.objects.exists()

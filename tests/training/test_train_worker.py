@@ -1,6 +1,6 @@
 """Training through a real Celery worker on the `train` queue: jobs run one at a time in order,
 a cancel stops a running job within seconds and keeps its best epoch, and a job whose worker is
-killed is marked failed."""
+killed is marked failed by the stale-job sweep."""
 
 import time
 from datetime import timedelta
@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from curator.services.jobs import jobs_sweep_stale
 from training import services
 from training.models import JobStatus, ModelVersion, Prediction, TrainingJob
 
@@ -85,6 +86,9 @@ def test_a_job_whose_worker_is_killed_is_marked_failed(start_worker, alice_clien
     worker.kill()
     assert job(pk).status == JobStatus.RUNNING
     time.sleep(4)
+    assert alice_client.get(reverse("training:job_detail", args=[pk])).status_code == 200
+    assert job(pk).status == JobStatus.RUNNING  # a page only reads the job
+    jobs_sweep_stale()  # what Celery beat runs
     page = alice_client.get(reverse("training:job_detail", args=[pk]))
     assert page.status_code == 200
     failed = job(pk)
