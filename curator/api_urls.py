@@ -5,7 +5,6 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
@@ -21,10 +20,7 @@ ROOT_LINKS = {
 
 
 class ApiRoot(APIView):
-    """Links to the API's endpoints (open to anyone: the links are no secret, the endpoints
-    themselves need a token or a session)."""
-
-    permission_classes = [AllowAny]
+    """Links to the API's endpoints; like every API call it needs a token or a session."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Links to the API's endpoints")
     def get(self, request):
@@ -32,6 +28,7 @@ class ApiRoot(APIView):
 
 
 urlpatterns = [
+    # DRF checks the token or session itself (401 in the API's error shape, not a login redirect).
     path("", login_not_required(ApiRoot.as_view()), name="api-root"),
     path("", include("labeling.api")),
     path("", include("training.api")),
