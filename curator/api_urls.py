@@ -33,4 +33,5 @@ urlpatterns = [
     path("", include("labeling.api")),
     path("", include("training.api")),
     path("", include("training.predict_api")),
+    path("", include("review.api")),
 ]

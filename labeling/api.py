@@ -206,7 +206,7 @@ class FaceDetail(APIView):
 _LABELING_CODES = {services.InvalidChange: "invalid_change", services.NoFaces: "no_faces"}
 
 
-def _labeling_error(exc: services.LabelingError) -> ApiError:
+def labeling_api_error(exc: services.LabelingError) -> ApiError:
     """The API error for a refused change (raise it): 409 with the faces' `current` state for a
     stale face, 400 otherwise."""
     if isinstance(exc, services.StaleFace):
@@ -255,7 +255,7 @@ class LabelChange(APIView):
                 expected_versions={int(k): v for k, v in (data.get("versions") or {}).items()},
             )
         except services.LabelingError as exc:
-            raise _labeling_error(exc) from exc
+            raise labeling_api_error(exc) from exc
         except ValueError:
             raise ValidationError({"versions": ["Face ids in versions must be whole numbers."]}) from None
         message = f"{action.get_kind_display()}: {_plural(action.face_count)} changed."
@@ -294,7 +294,7 @@ class Undo(APIView):
         try:
             result = services.bulk_action_undo_last(user=request.user, dataset=dataset)
         except services.LabelingError as exc:
-            raise _labeling_error(exc) from exc
+            raise labeling_api_error(exc) from exc
         return _revert_response(result)
 
 
@@ -319,7 +319,7 @@ class ActionRevert(APIView):
         try:
             result = services.bulk_action_revert(user=request.user, action=action)
         except services.LabelingError as exc:
-            raise _labeling_error(exc) from exc
+            raise labeling_api_error(exc) from exc
         return _revert_response(result)
 
 
@@ -345,7 +345,7 @@ class Splits(APIView):
                 ratios=request.data.get("ratios", (0.7, 0.15, 0.15)),
             )
         except services.LabelingError as exc:
-            raise _labeling_error(exc) from exc
+            raise labeling_api_error(exc) from exc
         return Response(BulkActionSerializer(action).data)
 
 
@@ -362,7 +362,7 @@ class Rules(APIView):
         try:
             action = services.exclusion_rule_apply(user=request.user, dataset=dataset, thresholds=dict(request.data))
         except services.LabelingError as exc:
-            raise _labeling_error(exc) from exc
+            raise labeling_api_error(exc) from exc
         return Response(BulkActionSerializer(action).data)
 
 
@@ -387,7 +387,7 @@ class Exports(APIView):
         try:
             path = services.export_create(user=request.user, dataset=dataset)
         except services.LabelingError as exc:
-            raise _labeling_error(exc) from exc
+            raise labeling_api_error(exc) from exc
         name = path.rsplit("/", 1)[-1]
         return Response(
             {"name": name, "url": f"/api/v1/datasets/{dataset.pk}/exports/{name}"}, status=status.HTTP_201_CREATED

@@ -19,6 +19,4 @@ urlpatterns = [
     path("<int:dataset_id>/runs/start", views.run_start, name="run_start"),
     path("<int:dataset_id>/runs/<int:run_id>/", views.run_queue, name="run_queue"),
     path("<int:dataset_id>/runs/<int:run_id>/status", views.run_status, name="run_status"),
-    path("<int:dataset_id>/decide", views.decide, name="decide"),
-    path("<int:dataset_id>/undo", views.undo, name="undo"),
 ]

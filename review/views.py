@@ -1,8 +1,8 @@
 """Review pages: the queue of faces a model version (or an out-of-fold run) disputes, the
 active-learning queue of unlabelled faces, a version's suggestions (pre-labels) with one-key and
 bulk accept, starting out-of-fold runs and one-click retraining.
-Views parse, check the role, call review / training selectors and services and render; JSON answers
-are for the queue's keyboard script."""
+Views parse, check the role, call review / training selectors and services and render; the queue
+pages' keys post to the review API (review/api.py)."""
 
 from __future__ import annotations
 
@@ -10,48 +10,20 @@ import json
 from http import HTTPStatus
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from curator.models import Dataset, Face
+from curator.models import Dataset
 from curator.permissions import can_annotate, can_curate, get_dataset_for
 from labeling.keys import class_keys_for
-from labeling.services import InvalidChange, LabelingError, StaleFace
+from labeling.services import LabelingError
 from review import selectors, services
+from review.api import whole_number
 from training import selectors as training_selectors
 from training import services as training_services
 from training.models import Architecture, JobStatus, ModelVersion, OutOfFoldRun, TrainingJob
-
-
-def _error(message: str, status: int = HTTPStatus.BAD_REQUEST, **extra) -> JsonResponse:
-    return JsonResponse({"ok": False, "error": message, **extra}, status=status)
-
-
-def _body(request: HttpRequest) -> dict:
-    if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidChange("The request body is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise InvalidChange("The request body must be a JSON object.")
-        return data
-    return request.POST.dict()
-
-
-def _int(data: dict, name: str, *, required: bool = True) -> int | None:
-    raw = data.get(name)
-    if raw in (None, ""):
-        if required:
-            raise InvalidChange(f"`{name}` is missing.")
-        return None
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise InvalidChange(f"`{name}` must be a whole number, not “{raw}”.") from None
 
 
 def _version(dataset: Dataset, version_id: int) -> ModelVersion:
@@ -62,20 +34,6 @@ def _run(dataset: Dataset, run_id: int) -> OutOfFoldRun:
     return get_object_or_404(OutOfFoldRun, dataset=dataset, pk=run_id)
 
 
-def _face_state(face: Face) -> dict:
-    return {
-        "id": face.pk,
-        "version": face.version,
-        "label": face.label,
-        "is_unsure": face.is_unsure,
-        "is_excluded": face.is_excluded,
-    }
-
-
-# --- Index ----------------------------------------------------------------------------------------
-
-
-@require_GET
 def index(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id)
     versions = []
@@ -131,8 +89,8 @@ def _queue_context(request: HttpRequest, dataset: Dataset, *, version=None, run=
         "progress": selectors.review_progress(model_version=version, run=run),
         "class_index": {name: i for i, name in enumerate(dataset.classes)},
         "can_curate": can_curate(request.user, dataset),
-        "decide_url": reverse("review:decide", args=[dataset.pk]),
-        "undo_url": reverse("review:undo", args=[dataset.pk]),
+        "decide_url": reverse("api-review-decision", args=[dataset.pk]),
+        "undo_url": reverse("api-review-undo", args=[dataset.pk]),
         "comparison": _comparison(version) if version is not None else None,
     }
 
@@ -154,89 +112,6 @@ def run_queue(request: HttpRequest, dataset_id: int, run_id: int) -> HttpRespons
         )
         return redirect("review:index", dataset_id=dataset.pk)
     return render(request, "review/queue.html", _queue_context(request, dataset, run=run))
-
-
-def _queue_target(dataset: Dataset, data: dict) -> tuple[ModelVersion | None, OutOfFoldRun | None]:
-    version_id, run_id = _int(data, "model_version", required=False), _int(data, "run", required=False)
-    if (version_id is None) == (run_id is None):
-        raise InvalidChange("Give either `model_version` or `run`.")
-    if version_id is not None:
-        version = training_selectors.dataset_versions(dataset=dataset).filter(pk=version_id).first()
-        if version is None:
-            raise Http404("No such model version of this dataset.")
-        return version, None
-    run = training_selectors.dataset_runs(dataset=dataset).filter(pk=run_id).first()
-    if run is None:
-        raise Http404("No such out-of-fold run of this dataset.")
-    return None, run
-
-
-def _queue_name(data: dict) -> str:
-    queue = str(data.get("queue") or selectors.DISAGREEMENT)
-    if queue not in selectors.QUEUES:
-        raise InvalidChange(f"Unknown queue “{queue}”: use {' or '.join(selectors.QUEUES)}.")
-    return queue
-
-
-@require_POST
-def decide(request: HttpRequest, dataset_id: int) -> JsonResponse:
-    dataset = get_dataset_for(request.user, dataset_id)
-    if not can_annotate(request.user, dataset):
-        raise PermissionDenied("Only people on this dataset may review it.")
-    try:
-        data = _body(request)
-        version, run = _queue_target(dataset, data)
-        queue = _queue_name(data)
-        decision = str(data.get("decision") or "")
-        decision = selectors.DECISION_KEYS.get(decision, decision)
-        record = services.review_decide(
-            user=request.user,
-            dataset=dataset,
-            face_id=_int(data, "face"),
-            decision=decision,
-            model_version=version,
-            run=run,
-            expected_version=_int(data, "version", required=False),
-            queue=queue,
-            label=str(data.get("label") or ""),
-        )
-    except StaleFace as exc:
-        return _error(exc.message, HTTPStatus.CONFLICT, current=exc.current)
-    except LabelingError as exc:
-        return _error(exc.message)
-    face = Face.objects.get(pk=record.face_id)
-    return JsonResponse(
-        {
-            "ok": True,
-            "decision": record.decision,
-            "decision_label": record.get_decision_display(),
-            "face": _face_state(face),
-            "progress": selectors.review_progress(model_version=version, run=run, queue=queue),
-        }
-    )
-
-
-@require_POST
-def undo(request: HttpRequest, dataset_id: int) -> JsonResponse:
-    dataset = get_dataset_for(request.user, dataset_id)
-    try:
-        data = _body(request)
-        version, run = _queue_target(dataset, data)
-        queue = _queue_name(data)
-        record = services.review_undo_last(
-            user=request.user, dataset=dataset, model_version=version, run=run, queue=queue
-        )
-    except LabelingError as exc:
-        return _error(exc.message)
-    face = Face.objects.get(pk=record.face_id)
-    return JsonResponse(
-        {
-            "ok": True,
-            "face": _face_state(face),
-            "undone": record.decision,
-            "progress": selectors.review_progress(model_version=version, run=run, queue=queue),
-        }
-    )
 
 
 # --- Active learning ----------------------------------------------------------------------------------
@@ -288,8 +163,8 @@ def suggestions(request: HttpRequest, dataset_id: int, version_id: int) -> HttpR
             "can_annotate": can_annotate(request.user, dataset),
             "can_curate": can_curate(request.user, dataset),
             "default_threshold": DEFAULT_BULK_THRESHOLD,
-            "decide_url": reverse("review:decide", args=[dataset.pk]),
-            "undo_url": reverse("review:undo", args=[dataset.pk]),
+            "decide_url": reverse("api-review-decision", args=[dataset.pk]),
+            "undo_url": reverse("api-review-undo", args=[dataset.pk]),
         },
     )
 
@@ -304,7 +179,7 @@ def suggestions_accept(request: HttpRequest, dataset_id: int, version_id: int) -
     queue_url = reverse("review:suggestions", args=[dataset.pk, version.pk])
     if request.method == "POST":
         try:
-            expected = _int(request.POST.dict(), "expected_count")
+            expected = whole_number(request.POST.dict(), "expected_count")
             action = services.suggestions_accept_bulk(
                 user=request.user,
                 dataset=dataset,

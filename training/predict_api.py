@@ -4,7 +4,7 @@ content type), every face's box, label and per-class probabilities out."""
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
-from django.urls import path
+from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -193,6 +193,55 @@ class PredictView(APIView):
         return Response(result.as_json())
 
 
+class PredictAdd(APIView):
+    """Store one predicted photo in the model version's dataset (curators only): its faces aligned
+    as the dataset's imports are, the model's labels as suggestions, never as labels. The predict
+    page's "Add to the dataset" posts here."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, 400: ErrorSerializer, 403: ErrorSerializer, 409: ErrorSerializer},
+        summary="Add a predicted photo to the model's dataset",
+    )
+    def post(self, request):
+        upload = request.FILES.get("image")
+        try:
+            if upload is None:
+                raise serving.PredictError("Send the photo in the field `image`.", code="no_image")
+            version_id = _int_param(request, "model_version")
+            if version_id is None:
+                raise serving.PredictError("Choose a model version.", code="no_model_version")
+            version = serving.model_version_for(user=request.user, model_version_id=version_id)
+            if upload.size > settings.CURATOR_PREDICT_MAX_BYTES:
+                raise serving.PredictError(
+                    f"The file is {upload.size:,} bytes, more than the limit of "
+                    f"{settings.CURATOR_PREDICT_MAX_BYTES:,}.",
+                    status=413,
+                    code="too_large",
+                )
+            image = serving.predicted_photo_add(
+                user=request.user, model_version=version, data=upload.read(), file_name=upload.name or ""
+            )
+        except serving.PredictError as exc:
+            raise api_error(exc) from exc
+        faces = list(image.faces.order_by("index").values("id", "index", "suggested_label"))
+        return Response(
+            {
+                "image": image.pk,
+                "dataset": image.dataset_id,
+                "faces": faces,
+                "message": f"Added to “{image.dataset.name}” with {len(faces)} face{'s' if len(faces) != 1 else ''}; "
+                "the model's labels are stored as suggestions, not as labels.",
+                "dataset_url": reverse("curator:dataset_detail", args=[image.dataset_id]),
+            }
+        )
+
+
 # The API does its own authentication (token or session) and answers 401 rather than
 # redirecting to the login page.
-urlpatterns = [path("predict", login_not_required(PredictView.as_view()), name="api-predict")]
+urlpatterns = [
+    path("predict", login_not_required(PredictView.as_view()), name="api-predict"),
+    path("predict/add", login_not_required(PredictAdd.as_view()), name="api-predict-add"),
+]

@@ -7,5 +7,4 @@ from training import predict_views as views
 app_name = "predict"
 urlpatterns = [
     path("", views.predict_page, name="page"),
-    path("add", views.predict_add, name="add"),
 ]

@@ -125,11 +125,11 @@
     form.append("image", file, file.name || "frame.jpg");
     form.append("model_version", version);
     const response = await fetch(addUrl, { method: "POST", body: form, credentials: "same-origin", headers: { "X-CSRFToken": csrf } });
-    const data = await response.json().catch(function () { return { error: "The server answered " + response.status + "." }; });
+    const data = await response.json().catch(function () { return { error: { message: "The server answered " + response.status + "." } }; });
     if (response.ok) {
       status.innerHTML = escapeHtml(data.message) + ' <a href="' + data.dataset_url + '">Open the dataset</a>';
     } else {
-      status.textContent = data.error || "Not added.";
+      status.textContent = (data.error && data.error.message) || "Not added.";
       button.disabled = false;
     }
   }

@@ -30,7 +30,9 @@ def version(dataset, alice):
 
 def decide(client, dataset, version, face, key, **extra):
     body = {"model_version": version.pk, "face": face.pk, "version": face.version, "decision": key, **extra}
-    return client.post(f"/review/{dataset.pk}/decide", data=json.dumps(body), content_type="application/json")
+    return client.post(
+        f"/api/v1/datasets/{dataset.pk}/review/decisions/", data=json.dumps(body), content_type="application/json"
+    )
 
 
 def first_in_queue(version) -> Face:
@@ -124,7 +126,9 @@ def test_z_undoes_my_last_decision_and_puts_the_face_back(alice_client, version,
     label = face.label
     decide(alice_client, dataset, version, face, "a")
     response = alice_client.post(
-        f"/review/{dataset.pk}/undo", data=json.dumps({"model_version": version.pk}), content_type="application/json"
+        f"/api/v1/datasets/{dataset.pk}/review/undo/",
+        data=json.dumps({"model_version": version.pk}),
+        content_type="application/json",
     )
     assert response.status_code == 200, response.content
     face.refresh_from_db()
@@ -133,10 +137,12 @@ def test_z_undoes_my_last_decision_and_puts_the_face_back(alice_client, version,
     assert LabelEvent.objects.filter(face=face, action__kind=BulkAction.Kind.UNDO, field="label").exists()
     assert first_in_queue(version).pk == face.pk
     response = alice_client.post(
-        f"/review/{dataset.pk}/undo", data=json.dumps({"model_version": version.pk}), content_type="application/json"
+        f"/api/v1/datasets/{dataset.pk}/review/undo/",
+        data=json.dumps({"model_version": version.pk}),
+        content_type="application/json",
     )
     assert response.status_code == 400
-    assert "Nothing to undo" in response.json()["error"]
+    assert "Nothing to undo" in response.json()["error"]["message"]
 
 
 def test_a_face_changed_since_the_page_was_shown_is_refused_with_its_current_state(alice_client, version, dataset, bob):
@@ -146,7 +152,7 @@ def test_a_face_changed_since_the_page_was_shown_is_refused_with_its_current_sta
     face.version = shown_version
     response = decide(alice_client, dataset, version, face, "a")
     assert response.status_code == 409
-    assert "since you loaded the page" in response.json()["error"]
+    assert "since you loaded the page" in response.json()["error"]["message"]
     assert response.json()["current"][0]["is_unsure"] is True
     assert not ReviewDecision.objects.filter(face=face).exists()
 
@@ -157,7 +163,7 @@ def test_a_face_already_decided_or_not_in_the_queue_is_refused(alice_client, ver
     face.refresh_from_db()
     response = decide(alice_client, dataset, version, face, "a")
     assert response.status_code == 400
-    assert "already reviewed" in response.json()["error"]
+    assert "already reviewed" in response.json()["error"]["message"]
     assert ReviewDecision.objects.filter(face=face).count() == 1
 
 
@@ -173,10 +179,10 @@ def test_bad_requests_change_nothing(alice_client, version, dataset, body, needl
     face = first_in_queue(version)
     payload = {"model_version": version.pk, "face": face.pk, "decision": "a", **body}
     response = alice_client.post(
-        f"/review/{dataset.pk}/decide", data=json.dumps(payload), content_type="application/json"
+        f"/api/v1/datasets/{dataset.pk}/review/decisions/", data=json.dumps(payload), content_type="application/json"
     )
     assert response.status_code == 400
-    assert needle in response.json()["error"]
+    assert needle in response.json()["error"]["message"]
     assert not ReviewDecision.objects.exists()
 
 
@@ -272,7 +278,9 @@ def test_the_out_of_fold_queue_ranks_label_issues_by_self_confidence(alice_clien
     assert text.index(f'data-id="{faces[7].pk}"') < text.index(f'data-id="{faces[11].pk}"')
     # Accept the out-of-fold model's label for the worst one: it leaves the run's queue.
     body = {"run": run.pk, "face": faces[7].pk, "decision": "a"}
-    response = alice_client.post(f"/review/{dataset.pk}/decide", data=json.dumps(body), content_type="application/json")
+    response = alice_client.post(
+        f"/api/v1/datasets/{dataset.pk}/review/decisions/", data=json.dumps(body), content_type="application/json"
+    )
     assert response.status_code == 200, response.content
     faces[7].refresh_from_db()
     assert faces[7].label == OutOfFoldScore.objects.get(run=run, face=faces[7]).predicted_label
@@ -291,9 +299,11 @@ def test_a_face_that_is_no_label_issue_cannot_be_decided_in_the_run(alice_client
     faces = labelled_faces(dataset)
     run = out_of_fold_run(dataset, faces, {faces[0].pk: 0.1})
     body = {"run": run.pk, "face": faces[5].pk, "decision": "c"}
-    response = alice_client.post(f"/review/{dataset.pk}/decide", data=json.dumps(body), content_type="application/json")
+    response = alice_client.post(
+        f"/api/v1/datasets/{dataset.pk}/review/decisions/", data=json.dumps(body), content_type="application/json"
+    )
     assert response.status_code == 400
-    assert "not in this out-of-fold run's queue" in response.json()["error"]
+    assert "not in this out-of-fold run's queue" in response.json()["error"]["message"]
 
 
 def test_the_active_learning_queue_lists_unlabelled_faces_least_sure_first(bob_client, version, dataset, alice):

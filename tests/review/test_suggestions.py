@@ -46,12 +46,16 @@ def decide(client, dataset, version, face, decision, **extra):
         "decision": decision,
         **extra,
     }
-    return client.post(f"/review/{dataset.pk}/decide", data=json.dumps(body), content_type="application/json")
+    return client.post(
+        f"/api/v1/datasets/{dataset.pk}/review/decisions/", data=json.dumps(body), content_type="application/json"
+    )
 
 
 def undo(client, dataset, version):
     body = {"model_version": version.pk, "queue": "suggestions"}
-    return client.post(f"/review/{dataset.pk}/undo", data=json.dumps(body), content_type="application/json")
+    return client.post(
+        f"/api/v1/datasets/{dataset.pk}/review/undo/", data=json.dumps(body), content_type="application/json"
+    )
 
 
 # --- The queue ----------------------------------------------------------------------------------------
@@ -119,7 +123,7 @@ def test_a_accepts_the_suggestion_as_a_human_label_and_z_takes_it_back(bob_clien
     assert not ReviewDecision.objects.filter(face=face).exists()
     assert LabelEvent.objects.filter(face=face, field="label", action__kind=BulkAction.Kind.UNDO).exists()
     assert queue_ids(version)[0] == face.pk
-    assert "Nothing to undo" in undo(bob_client, dataset, version).json()["error"]
+    assert "Nothing to undo" in undo(bob_client, dataset, version).json()["error"]["message"]
 
 
 def test_a_class_key_gives_the_face_that_label_whatever_the_suggestion(alice_client, version, dataset, alice):
@@ -157,7 +161,7 @@ def test_x_excludes_and_u_marks_unsure_without_labelling(alice_client, version, 
 def test_labelled_faces_and_bad_keys_are_refused_and_change_nothing(alice_client, version, dataset, faces):
     labelled = next(f for f in faces if f.label)
     response = decide(alice_client, dataset, version, labelled, "a")
-    assert response.status_code == 400 and "labelled female already" in response.json()["error"]
+    assert response.status_code == 400 and "labelled female already" in response.json()["error"]["message"]
     face = Face.objects.get(pk=queue_ids(version)[0])
     for decision, extra, needle in (
         ("c", {}, "no label to confirm"),
@@ -165,18 +169,22 @@ def test_labelled_faces_and_bad_keys_are_refused_and_change_nothing(alice_client
         ("a", {"queue": "elsewhere"}, "Unknown queue"),
     ):
         response = decide(alice_client, dataset, version, face, decision, **extra)
-        assert response.status_code == 400 and needle in response.json()["error"]
+        assert response.status_code == 400 and needle in response.json()["error"]["message"]
     # The disputes queue has nothing to say about an unlabelled face.
     body = {"model_version": version.pk, "face": face.pk, "decision": "a"}
-    response = alice_client.post(f"/review/{dataset.pk}/decide", data=json.dumps(body), content_type="application/json")
-    assert response.status_code == 400 and "suggestions queue" in response.json()["error"]
+    response = alice_client.post(
+        f"/api/v1/datasets/{dataset.pk}/review/decisions/", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 400 and "suggestions queue" in response.json()["error"]["message"]
     assert not ReviewDecision.objects.exists() and not LabelEvent.objects.exists()
 
 
 def test_the_two_queues_of_a_version_keep_their_own_progress_and_undo(alice_client, version, dataset, faces, alice):
     disputed = next(f for f in faces if f.label and Prediction.objects.get(face=f).disagrees)
     body = {"model_version": version.pk, "face": disputed.pk, "decision": "c"}
-    response = alice_client.post(f"/review/{dataset.pk}/decide", data=json.dumps(body), content_type="application/json")
+    response = alice_client.post(
+        f"/api/v1/datasets/{dataset.pk}/review/decisions/", data=json.dumps(body), content_type="application/json"
+    )
     assert response.status_code == 200, response.content
     decide(alice_client, dataset, version, Face.objects.get(pk=queue_ids(version)[0]), "a")
     suggestions = queues.review_progress(model_version=version, queue=queues.SUGGESTIONS)
@@ -185,7 +193,9 @@ def test_the_two_queues_of_a_version_keep_their_own_progress_and_undo(alice_clie
     assert (disputes["reviewed"], disputes["accepted"], disputes["confirmed"]) == (1, 0, 1)
     # z in the disputes queue takes back the dispute decision, not the later suggestion one.
     response = alice_client.post(
-        f"/review/{dataset.pk}/undo", data=json.dumps({"model_version": version.pk}), content_type="application/json"
+        f"/api/v1/datasets/{dataset.pk}/review/undo/",
+        data=json.dumps({"model_version": version.pk}),
+        content_type="application/json",
     )
     assert response.json()["face"]["id"] == disputed.pk
     assert ReviewDecision.objects.get().label_before == ""

@@ -12,7 +12,7 @@ from tests.training.predict_support import blank_photo, embedding_version, label
 from training.models import Prediction
 
 PAGE = "/predict/"
-ADD = "/predict/add"
+ADD = "/api/v1/predict/add"
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_the_same_photo_is_not_added_twice(client, version, alice):
     assert client.post(ADD, {"image": upload(data), "model_version": version.pk}).status_code == 200
     response = client.post(ADD, {"image": upload(data, "again.jpg"), "model_version": version.pk})
     assert response.status_code == 409
-    assert "already in" in response.json()["error"]
+    assert "already in" in response.json()["error"]["message"]
     assert SourceImage.objects.filter(dataset=version.dataset, original_name__startswith="predicted/").count() == 1
 
 
@@ -125,7 +125,7 @@ def test_adding_something_that_is_not_an_image_changes_nothing(client, version, 
     client.force_login(alice)
     response = client.post(ADD, {"image": upload(b"just text", "notes.jpg"), "model_version": version.pk})
     assert response.status_code == 415
-    assert "plain text" in response.json()["error"]
+    assert "plain text" in response.json()["error"]["message"]
     assert not SourceImage.objects.filter(original_name__startswith="predicted/").exists()
 
 
