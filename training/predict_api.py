@@ -206,23 +206,15 @@ class PredictAdd(APIView):
         summary="Add a predicted photo to the model's dataset",
     )
     def post(self, request):
-        upload = request.FILES.get("image")
         try:
-            if upload is None:
-                raise serving.PredictError("Send the photo in the field `image`.", code="no_image")
             version_id = _int_param(request, "model_version")
             if version_id is None:
                 raise serving.PredictError("Choose a model version.", code="no_model_version")
             version = serving.model_version_for(user=request.user, model_version_id=version_id)
-            if upload.size > settings.CURATOR_PREDICT_MAX_BYTES:
-                raise serving.PredictError(
-                    f"The file is {upload.size:,} bytes, more than the limit of "
-                    f"{settings.CURATOR_PREDICT_MAX_BYTES:,}.",
-                    status=413,
-                    code="too_large",
-                )
+            data = read_image_bytes(request)
+            upload = request.FILES.get("image") or request.FILES.get("file")
             image = serving.predicted_photo_add(
-                user=request.user, model_version=version, data=upload.read(), file_name=upload.name or ""
+                user=request.user, model_version=version, data=data, file_name=upload.name or ""
             )
         except serving.PredictError as exc:
             raise api_error(exc) from exc
