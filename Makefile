@@ -57,11 +57,13 @@ run: setup ensure-redis migrate
 	$(BIN)/python manage.py load_demo --if-empty --ask; \
 	mkdir -p var/log; \
 	$(BIN)/celery -A curator worker -Q align -c $(NPROC) -n align@%h -l info --logfile var/log/worker-align.log & align=$$!; \
+	$(BIN)/celery -A curator worker -Q import -c 1 -n import@%h -l info --logfile var/log/worker-import.log & import=$$!; \
 	$(BIN)/celery -A curator worker -Q train -c 1 -n train@%h -l info --logfile var/log/worker-train.log & train=$$!; \
+	$(BIN)/celery -A curator worker -Q embed -c $(NPROC) -n embed@%h -l info --logfile var/log/worker-embed.log & embed=$$!; \
 	$(BIN)/celery -A curator worker -Q predict -c 1 -n predict@%h -l info --logfile var/log/worker-predict.log & predict=$$!; \
 	$(BIN)/celery -A curator beat -l info --schedule var/celerybeat-schedule --logfile var/log/beat.log & beat=$$!; \
-	trap 'kill $$align $$train $$predict $$beat 2>/dev/null; wait' EXIT INT TERM; \
-	echo "Workers: align ($(NPROC) processes), train (1), predict (1), beat (stale-job sweep); logs in var/log/"; \
+	trap 'kill $$align $$import $$train $$predict $$beat 2>/dev/null; wait' EXIT INT TERM; \
+	echo "Workers: align ($(NPROC) processes), import (1), train (1), predict (1), beat (stale-job sweep); logs in var/log/"; \
 	echo "Curator: http://127.0.0.1:8000  (Ctrl-C stops the web server and the workers)"; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload
 

@@ -31,6 +31,7 @@ urlpatterns = [
     # DRF checks the token or session itself (401 in the API's error shape, not a login redirect).
     path("", login_not_required(ApiRoot.as_view()), name="api-root"),
     path("", include("labeling.api")),
+    path("", include("labeling.map_api")),
     path("", include("training.api")),
     path("", include("training.predict_api")),
     path("", include("review.api")),

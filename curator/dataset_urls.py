@@ -11,6 +11,8 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/realign/", views.dataset_realign, name="dataset_realign"),
     path("datasets/<int:dataset_id>/delete/", views.dataset_delete, name="dataset_delete"),
     path("datasets/<int:dataset_id>/imports/<int:batch_id>/", views.batch_detail, name="batch_detail"),
+    path("datasets/<int:dataset_id>/imports/<int:batch_id>/files/", views.batch_files, name="batch_files"),
+    path("datasets/<int:dataset_id>/imports/<int:batch_id>/report/", views.batch_report, name="batch_report"),
     path("datasets/<int:dataset_id>/jobs/<int:job_id>/", views.job_detail, name="job_detail"),
     path("datasets/<int:dataset_id>/jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
 ]

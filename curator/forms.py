@@ -26,6 +26,27 @@ class DatasetForm(forms.ModelForm):
             "min_faces_per_class",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        # What each alignment option does to the result, and what it costs.
+        help_texts = {
+            "crop_size": "Side of the aligned face crops in pixels (32-1024); models are trained on these.",
+            "crop_margin": "Space kept around the face in the crop, as a fraction of the face's size (0-1).",
+            "detector": "HOG is fast on a CPU; the MMOD CNN finds more turned and small faces but is several "
+            "times slower.",
+            "upsample": "How many times the detector doubles the photo before searching (0-3): each step finds "
+            "smaller faces (73 px and more at the detection size without, 37 px with 1) and costs about four "
+            "times the time. Large photos whose faces are big are settled by cheaper passes first (512 px, then "
+            "the detection size, without upsampling); only the others pay for it.",
+            "detect_max_side": "Detection runs on a copy of the photo shrunk to at most this many pixels on its "
+            "long side (0: the original): smaller is faster but misses small faces. Landmarks and the crop use "
+            "pixels at which the face has at least 1.25 crop sides (up to the full photo).",
+            "landmark_set": "Which landmarks the alignment maps onto the template: inner eyes and bottom lip "
+            "(OpenFace's default) or outer eyes and nose.",
+            "keep_undetected_crops": "A photo that already is a face crop but where no face is detected keeps the "
+            "whole photo as its face (for datasets of crops, e.g. UTKFace) instead of none, if a face check "
+            "passes (a relaxed HOG candidate and dlib's CNN detector); the decision is shown with its outcome.",
+            "min_faces_per_class": "The curation page's “minimum per class” rule excludes the faces of a class "
+            "with fewer included faces than this; training refuses a class below it.",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -89,7 +89,10 @@ class ImportBatch(models.Model):
         CSV = "csv", "labels.csv"
 
     class Status(models.TextChoices):
-        RECEIVING = "receiving", "Receiving"
+        # A browser upload sent in several requests: its files are still arriving in storage.
+        UPLOADING = "uploading", "Uploading"
+        # Every file is in (or the source is a server folder): the import task reads them.
+        RECEIVING = "receiving", "Importing"
         DONE = "done", "Imported"
         FAILED = "failed", "Failed"
 
@@ -105,15 +108,35 @@ class ImportBatch(models.Model):
     duplicate_count = models.PositiveIntegerField(default=0)
     skipped_count = models.PositiveIntegerField(default=0)
     labelled_count = models.PositiveIntegerField(default=0)
+    # Files the import goes through (known once it has listed its source), for "x of n".
+    file_count = models.PositiveIntegerField(default=0)
+    # Browser uploads are stored under this storage prefix first, then imported by a task.
+    staging_prefix = models.CharField(max_length=200, blank=True)
+    staged_parts = models.PositiveIntegerField(default=0, help_text="Upload requests received.")
+    staged_count = models.PositiveIntegerField(default=0, help_text="Files received in storage.")
+    staged_bytes = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The import task's start and sign of life (an upload's: its last part), so the stale-job
+    # sweep sees an import whose worker (or browser) was lost.
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "import batches"  # not Django's "import batchs"
 
     def __str__(self) -> str:
         return f"{self.get_source_display()} {self.source_name} into {self.dataset}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def processed_count(self) -> int:
+        return self.imported_count + self.duplicate_count + self.skipped_count
 
 
 class ImportIssue(models.Model):
@@ -188,6 +211,12 @@ class Face(models.Model):
         NONE = "", "Unlabelled"
         IMPORT = "import", "Import"
         HUMAN = "human", "Person"
+
+    # The exclusion reason of a false detection (a necktie found as a face), set by the grid's
+    # "not a face". Kept in the exclusion reason rather than a field of its own: an excluded face
+    # already leaves training, history and undo already cover is_excluded, and re-alignment
+    # already carries is_excluded + exclusion_reason over to the same box (HUMAN_FIELDS).
+    NOT_A_FACE = "not a face"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="faces")
     image = models.ForeignKey(SourceImage, on_delete=models.CASCADE, related_name="faces")
@@ -273,6 +302,9 @@ class AlignmentJob(BackgroundJob):
     no_face = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     resumed_count = models.PositiveIntegerField(default=0)
+    # An import still adding images (streaming import): `total` grows as it goes, and the job
+    # cannot finish before the import closes it (or the stale sweep does, for a lost import).
+    import_open = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]

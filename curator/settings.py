@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files, no CDN
     "curator",
+    "embeddings",
     "labeling",
     "training",
     "review",
@@ -157,9 +158,33 @@ STORAGES = {
         ),
     },
 }
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger uploads stream to a temporary file
+# Object storage (S3 or any S3-compatible server) when a bucket is named: originals, crops, models
+# and exports then live there and every host reaches them; nothing is ever read from a local media
+# path. The bucket stays private: files reach the browser only through curator.views.media_file,
+# which checks dataset access first.
+AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "location": os.environ.get("AWS_LOCATION", ""),
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+            "signature_version": "s3v4",
+            # Path-style addressing works with every S3-compatible server, not only AWS.
+            "addressing_style": "path" if os.environ.get("AWS_S3_ENDPOINT_URL") else None,
+        },
+    }
+# Per request: a file above FILE_UPLOAD_MAX_MEMORY_SIZE streams to a temporary file instead of
+# memory; a body that is not a file upload (form fields, JSON, the predict API's raw image body)
+# above DATA_UPLOAD_MAX_MEMORY_SIZE is refused (413; the predict API says to send multipart).
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("CURATOR_MAX_UPLOAD_FILES", 5000)
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 
 # --- Curator ------------------------------------------------------------------------------------
 # Server folders a curator may import from (os.pathsep separated, like PATH).
@@ -167,11 +192,22 @@ CURATOR_IMPORT_ROOTS = [Path(p).resolve() for p in env_list("CURATOR_IMPORT_ROOT
 # Images with more pixels than this are refused before decoding (decompression bombs).
 CURATOR_MAX_IMAGE_PIXELS = env_int("CURATOR_MAX_IMAGE_PIXELS", 120_000_000)
 CURATOR_MAX_UPLOAD_BYTES = env_int("CURATOR_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)  # one file
+# One upload request in total (the browser sends big selections in several requests under it);
+# a larger request is refused with 413 before its body is read.
+CURATOR_MAX_REQUEST_BYTES = env_int("CURATOR_MAX_REQUEST_BYTES", 1024 * 1024 * 1024)
 CURATOR_DEFAULT_CLASSES = env_list("CURATOR_DEFAULT_CLASSES", "female,male")
+# A bulk action (exclusion rule, bulk relabel, "keep this one") changing more than this share of a
+# dataset's faces needs a second, explicit confirmation (labeling.services.action_share_check).
+CURATOR_MAX_ACTION_SHARE = float(os.environ.get("CURATOR_MAX_ACTION_SHARE") or 0.2)
 CURATOR_ALIGN_CROP_SIZE = env_int("CURATOR_ALIGN_CROP_SIZE", 160)
 CURATOR_DETECT_MAX_SIDE = env_int("CURATOR_DETECT_MAX_SIDE", 1024)
 CURATOR_DETECT_UPSAMPLE = env_int("CURATOR_DETECT_UPSAMPLE", 1)
+# The LARGEST alignment chunk; jobs use smaller ones so the workers finish together (guided
+# chunking over CURATOR_ALIGN_WORKERS, curator.services.alignment.chunk_sizes).
 CURATOR_ALIGN_CHUNK_SIZE = env_int("CURATOR_ALIGN_CHUNK_SIZE", 16)
+# Alignment worker processes across all hosts (the sum of their `-c`); sizes the chunks. Default:
+# this machine's cores, what `make run` starts.
+CURATOR_ALIGN_WORKERS = env_int("CURATOR_ALIGN_WORKERS", os.cpu_count() or 2)
 # An alignment or training job with no heartbeat for this long is treated as orphaned.
 CURATOR_JOB_STALE_SECONDS = env_int("CURATOR_JOB_STALE_SECONDS", 120)
 # The development data set (../shared/datasets/dev); tests that need it skip when it is absent.
@@ -194,13 +230,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "align"
 # Task modules beyond each app's tasks.py.
-CELERY_IMPORTS = ["curator.import_tasks", "training.serving_tasks"]
+CELERY_IMPORTS = ["curator.import_tasks", "training.serving_tasks", "embeddings.map_tasks"]
 CELERY_TASK_ROUTES = {
     "curator.tasks.*": {"queue": "align"},
-    "curator.import_tasks.*": {"queue": "align"},
+    # Imports read, hash and store files on a queue of their own, so the align processes align
+    # while an import streams chunks to them.
+    "curator.import_tasks.*": {"queue": "import"},
     "training.tasks.train_*": {"queue": "train"},
     "training.tasks.predict_*": {"queue": "predict"},
     "training.serving_tasks.out_of_fold_*": {"queue": "train"},
+    # Face descriptors after alignment: a queue of its own so alignment of the next import never waits.
+    "embeddings.tasks.*": {"queue": "embed"},
+    # The map and uniqueness scores of a dataset's descriptors.
+    "embeddings.map_tasks.*": {"queue": "embed"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -225,7 +267,49 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": CURATOR_JOB_SWEEP_SECONDS,
         "options": {"expires": CURATOR_JOB_SWEEP_SECONDS},
     },
+    # Crop files of killed chunks that no face refers to (curator/services/storage_cleanup.py).
+    "storage-cleanup-orphan-crops": {
+        "task": "curator.tasks.storage_cleanup_orphan_crops",
+        "schedule": float(env_int("CURATOR_ORPHAN_CROP_SWEEP_SECONDS", 3600)),
+        "options": {"expires": float(env_int("CURATOR_ORPHAN_CROP_SWEEP_SECONDS", 3600))},
+    },
 }
+# A crop file is orphaned only when no face refers to it AND it is older than this: a chunk in
+# flight stores its crops before the transaction that refers to them commits.
+CURATOR_ORPHAN_CROP_GRACE_SECONDS = env_int("CURATOR_ORPHAN_CROP_GRACE_SECONDS", 3600)
+
+# --- Caches, rate limits, health ------------------------------------------------------------------
+CACHES = {
+    # Per process (grid key maps, plots); nothing in it must be shared.
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Rate-limit counts (curator/throttling.py), shared by every web process of every host. The
+    # test prefix keeps runs apart; short timeouts so a Redis outage costs a request little
+    # (the limits are then not applied).
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("CURATOR_CACHE_URL") or REDIS_URL,
+        "KEY_PREFIX": f"{CURATOR_REDIS_PREFIX}throttle",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    },
+}
+
+
+def env_rate(name: str, default: str | None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None else (value.strip() or None)
+
+
+# Rates are `<count>/<period>` (`60/min`, `10/15min`); empty or `off` disables one. The test suite
+# runs with none (hundreds of requests from 127.0.0.1); tests/curator/test_throttles.py sets them.
+CURATOR_PREDICT_RATE = env_rate("CURATOR_PREDICT_RATE", None if TESTING else "60/min")  # per user
+CURATOR_PREDICT_IP_RATE = env_rate("CURATOR_PREDICT_IP_RATE", None if TESTING else "120/min")  # per address
+CURATOR_LOGIN_USER_RATE = env_rate("CURATOR_LOGIN_USER_RATE", None if TESTING else "10/15min")  # failures
+CURATOR_LOGIN_IP_RATE = env_rate("CURATOR_LOGIN_IP_RATE", None if TESTING else "30/15min")  # failures
+# Proxies in front of the web processes that append to X-Forwarded-For (0: use REMOTE_ADDR, which
+# a client cannot forge); the per-address limits then use the address the nearest proxy saw.
+CURATOR_PROXY_COUNT = env_int("CURATOR_PROXY_COUNT", 0)
+# /healthz: seconds each check (database, broker, storage) may take before it counts as failed.
+CURATOR_HEALTH_TIMEOUT = float(os.environ.get("CURATOR_HEALTH_TIMEOUT") or 2.0)
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -260,6 +344,8 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("CURATOR_SECURE_COOKIES", not TESTING)
     CSRF_COOKIE_SECURE = env_bool("CURATOR_SECURE_COOKIES", not TESTING)
     SECURE_SSL_REDIRECT = env_bool("CURATOR_SSL_REDIRECT", not TESTING)
+    # Load balancers probe over plain HTTP inside the network: no redirect for the health check.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = env_int("CURATOR_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -6,10 +6,13 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import InterfaceError, OperationalError
 
+from curator.storage import STORAGE_ERRORS
+
 logger = logging.getLogger(__name__)
 
 # Failures of the infrastructure, worth retrying; a bad image never raises (it is recorded).
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError)
+# A storage outage (OSError on disk, botocore's errors on S3) passes too: the chunk is retried.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError, *STORAGE_ERRORS)
 
 
 @shared_task(
@@ -37,6 +40,14 @@ def jobs_sweep_stale() -> dict[str, int]:
     from curator.services.jobs import jobs_sweep_stale as sweep
 
     return sweep()
+
+
+@shared_task(ignore_result=True)
+def storage_cleanup_orphan_crops() -> dict[str, int]:
+    """Delete crop files no face refers to, older than the grace period (scheduled by Celery beat)."""
+    from curator.services.storage_cleanup import orphan_crops_delete
+
+    return orphan_crops_delete().as_dict()
 
 
 @worker_ready.connect

@@ -112,6 +112,41 @@ class LabelChangeSerializer(serializers.Serializer):
     flash = serializers.BooleanField(
         required=False, default=False, help_text="Browser (session) use: show the message on the next page too."
     )
+    preview = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="With `filter`: change nothing, answer how many faces would change and a sample of them.",
+    )
+    confirm_large = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Confirms a change of more than CURATOR_MAX_ACTION_SHARE of the dataset's faces "
+        "(refused with code needs_confirmation otherwise).",
+    )
+
+
+def preview_body(dataset, preview: services.ActionPreview) -> dict:
+    """A preview as JSON: count, total, share, whether `confirm_large` is needed and a sample."""
+    from django.urls import reverse
+
+    return {
+        "preview": True,
+        "count": preview.count,
+        "total": preview.total,
+        "share": round(preview.share, 4),
+        "needs_confirmation": preview.needs_confirmation,
+        "reason": preview.reason,
+        "message": f"This would change {_plural(preview.count)}, {preview.percent} % of the dataset.",
+        "sample": [
+            {
+                "id": f.pk,
+                "crop_url": f"/media/{f.crop}",
+                "url": reverse("labeling:face", kwargs={"dataset_id": dataset.pk, "face_id": f.pk}),
+                "label": f.label,
+            }
+            for f in preview.sample
+        ],
+    }
 
 
 FACE_STATE_FIELDS = ("id", "version", "label", "is_unsure", "is_excluded", "split")
@@ -208,9 +243,16 @@ _LABELING_CODES = {services.InvalidChange: "invalid_change", services.NoFaces: "
 
 def labeling_api_error(exc: services.LabelingError) -> ApiError:
     """The API error for a refused change (raise it): 409 with the faces' `current` state for a
-    stale face, 400 otherwise."""
+    stale face, 400 otherwise (with `confirmation`, the count and share, for a large action asked
+    without `confirm_large`)."""
     if isinstance(exc, services.StaleFace):
         return ApiError(exc.message, status=status.HTTP_409_CONFLICT, code="stale_face", current=exc.current)
+    if isinstance(exc, services.NeedsConfirmation):
+        return ApiError(
+            exc.message,
+            code=exc.code,
+            confirmation={"count": exc.face_count, "total": exc.total, "share": round(exc.share, 4)},
+        )
     return ApiError(exc.message, code=_LABELING_CODES.get(type(exc), "refused"))
 
 
@@ -241,7 +283,18 @@ class LabelChange(APIView):
                         f"The filter now matches {faces.count()} faces, not the {data['expected_count']} you saw; "
                         "reload and try again."
                     )
+                if data["preview"]:
+                    preview = services.faces_update_preview(dataset=dataset, faces=faces, changes=data["changes"])
+                    return Response(preview_body(dataset, preview))
+                # "All N matching" can be most of the dataset: above the share it needs a second yes.
+                services.action_share_check(
+                    dataset=dataset,
+                    face_count=services.faces_changing_count(dataset=dataset, faces=faces, changes=data["changes"]),
+                    confirmed_large=data["confirm_large"],
+                )
                 params = {"source": source, "filter": flt.values}
+            elif data["preview"]:
+                raise services.InvalidChange("A preview needs `filter` (a grid query string).")
             elif "faces" in data:
                 faces, params = data["faces"], {"source": source}
             else:
@@ -298,6 +351,41 @@ class Undo(APIView):
         return _revert_response(result)
 
 
+class NotAFaceSerializer(serializers.Serializer):
+    faces = serializers.ListField(child=serializers.IntegerField(), help_text="Ids of the false detections.")
+    versions = serializers.DictField(child=serializers.IntegerField(), required=False)
+
+
+class NotAFace(APIView):
+    @extend_schema(
+        request=NotAFaceSerializer,
+        responses={200: BulkActionSerializer, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        summary="Mark faces as not a face (false detections): excluded with that reason, undoable",
+    )
+    def post(self, request, dataset_id: int):
+        # Annotators may: it is an exclusion of a face they looked at, like `x`.
+        dataset = get_dataset_for(request.user, dataset_id)
+        body = NotAFaceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            action = services.faces_mark_not_face(
+                user=request.user,
+                dataset=dataset,
+                faces=data["faces"],
+                expected_versions={int(k): v for k, v in (data.get("versions") or {}).items()},
+            )
+        except services.LabelingError as exc:
+            raise labeling_api_error(exc) from exc
+        except ValueError:
+            raise ValidationError({"versions": ["Face ids in versions must be whole numbers."]}) from None
+        message = f"Not a face: {_plural(action.face_count)} excluded as false detection{'s' if action.face_count != 1 else ''}."
+        if not action.face_count:
+            message = "Already marked as not a face: nothing changed."
+        body = {**BulkActionSerializer(action).data, "message": message, "faces": _faces_state(data["faces"][:1000])}
+        return Response(body)
+
+
 class ActionList(APIView):
     @extend_schema(responses=BulkActionSerializer(many=True), summary="History of actions, newest first")
     def get(self, request, dataset_id: int):
@@ -308,14 +396,38 @@ class ActionList(APIView):
 
 
 class ActionRevert(APIView):
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Revert an action; later changes are kept")
-    def post(self, request, dataset_id: int, action_id: int):
+    def _action(self, request, dataset_id: int, action_id: int) -> BulkAction:
         dataset = get_dataset_for(request.user, dataset_id)
         action = BulkAction.objects.filter(dataset=dataset, pk=action_id).first()
         if action is None:
             raise NotFound("No such action in this dataset.")
         if not (can_curate(request.user, dataset) or action.user_id == request.user.pk):
             raise PermissionDenied("Annotators may only revert their own changes.")
+        return action
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="What a revert would do (nothing is changed)",
+        description="`restorable` faces, `changes` per face in words (now → after the revert) and `conflicts`: "
+        "faces changed again since, which the revert skips. Up to 200 faces of each.",
+    )
+    def get(self, request, dataset_id: int, action_id: int):
+        action = self._action(request, dataset_id, action_id)
+        preview = services.bulk_action_revert_preview(action=action)
+        return Response(
+            {
+                "action": BulkActionSerializer(action).data,
+                "already_reverted": action.reverted_by.exists(),
+                "restorable": preview["restorable"],
+                "changes": [{"face": row["face"].pk, "changes": row["changes"]} for row in preview["changes"]],
+                "conflicts": [{"face": row["face"].pk, "changes": row["changes"]} for row in preview["conflicts"]],
+                "conflict_faces": preview["conflict_faces"],
+            }
+        )
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Revert an action; later changes are kept")
+    def post(self, request, dataset_id: int, action_id: int):
+        action = self._action(request, dataset_id, action_id)
         try:
             result = services.bulk_action_revert(user=request.user, action=action)
         except services.LabelingError as exc:
@@ -352,15 +464,36 @@ class Splits(APIView):
 class Rules(APIView):
     @extend_schema(
         request=inline_serializer(
-            "RuleRequest", {k: serializers.FloatField(required=False) for k in services.RULE_FIELDS}
+            "RuleRequest",
+            {
+                **{k: serializers.FloatField(required=False) for k in services.RULE_FIELDS},
+                "preview": serializers.BooleanField(
+                    required=False, help_text="Change nothing: answer the count and a sample of the faces."
+                ),
+                "confirm_large": serializers.BooleanField(
+                    required=False, help_text="Needed when the rule excludes more than CURATOR_MAX_ACTION_SHARE."
+                ),
+            },
         ),
-        responses=BulkActionSerializer,
+        responses={200: BulkActionSerializer, 400: OpenApiTypes.OBJECT},
         summary="Exclude faces below quality thresholds (curators)",
+        description="`preview: true` answers count, total, share, needs_confirmation and a sample (ids and "
+        "URLs) without changing anything. A rule over more than CURATOR_MAX_ACTION_SHARE of the dataset is "
+        "refused with code `needs_confirmation` unless `confirm_large: true`.",
     )
     def post(self, request, dataset_id: int):
         dataset = get_dataset_for(request.user, dataset_id, curate=True)
+        data = dict(request.data)
         try:
-            action = services.exclusion_rule_apply(user=request.user, dataset=dataset, thresholds=dict(request.data))
+            preview = services._as_bool("preview", data.pop("preview", False))
+            confirmed = services._as_bool("confirm_large", data.pop("confirm_large", False))
+            if preview:
+                return Response(
+                    preview_body(dataset, services.exclusion_rule_preview(dataset=dataset, thresholds=data))
+                )
+            action = services.exclusion_rule_apply(
+                user=request.user, dataset=dataset, thresholds=data, confirmed_large=confirmed
+            )
         except services.LabelingError as exc:
             raise labeling_api_error(exc) from exc
         return Response(BulkActionSerializer(action).data)
@@ -414,6 +547,7 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/faces/<int:face_id>/", FaceDetail.as_view(), name="labeling-api-face"),
     path("datasets/<int:dataset_id>/label-changes/", LabelChange.as_view(), name="labeling-api-change"),
     path("datasets/<int:dataset_id>/undo/", Undo.as_view(), name="labeling-api-undo"),
+    path("datasets/<int:dataset_id>/not-a-face/", NotAFace.as_view(), name="labeling-api-not-a-face"),
     path("datasets/<int:dataset_id>/actions/", ActionList.as_view(), name="labeling-api-actions"),
     path(
         "datasets/<int:dataset_id>/actions/<int:action_id>/revert/", ActionRevert.as_view(), name="labeling-api-revert"

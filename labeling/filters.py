@@ -2,7 +2,8 @@
 endpoint (its query string), bulk changes over "all N matching" and the OpenAPI schema, so all of
 them select the same faces with the same parameters.
 
-Parameters: label, split, batch, file, outcome, the quality bounds (min_size ... max_score),
+Parameters: label, split, batch, file, outcome, excluded, the quality bounds (min_size ... max_score,
+signed yaw min_yaw / max_yaw, and exclusive lower bounds size_above ... score_above for histogram bars),
 `m_<key>` / `m_<key>_min` / `m_<key>_max` on the photo's metadata, and `sort`. Apps above labeling
 add their own filters and sorts with `register_face_filters` (training adds the prediction
 filters model, predicted, disagrees, min_conf, max_conf and the `confidence` sort) without
@@ -40,6 +41,14 @@ QUALITY = {
     "min_abs_yaw": ("abs_yaw__gte", "|yaw| at least (°)"),
     "min_score": ("detector_score__gte", "detector score at least"),
     "max_score": ("detector_score__lte", "detector score at most"),
+    # Signed yaw and exclusive lower bounds: a histogram bar is "above its left edge, at most its
+    # right edge" (the first one "at least"), so neighbouring bars never share a face.
+    "min_yaw": ("yaw__gte", "yaw at least (°)"),
+    "max_yaw": ("yaw__lte", "yaw at most (°)"),
+    "size_above": ("size_px__gt", "size above (px)"),
+    "sharpness_above": ("sharpness__gt", "sharpness above"),
+    "yaw_above": ("yaw__gt", "yaw above (°)"),
+    "score_above": ("detector_score__gt", "detector score above"),
 }
 SORTS = {
     "id": "id",
@@ -56,7 +65,13 @@ NULLABLE_SORTS = {"sharpness", "yaw", "score"}
 META_KEY = re.compile(r"^m_([A-Za-z0-9_]{1,40}?)(_min|_max)?$")
 META_SORT = re.compile(r"m_([A-Za-z0-9_]{1,40})")
 # Parameters the grid and the API send along that are not filters (pagination).
-NOT_FILTERS = {"page", "per_page"}
+# Grid parameters that are not filters: paging and the layout (panels shown, tile size).
+NOT_FILTERS = {"page", "per_page", "panels", "size"}
+# Parameters the grid's filter form has an input for (templates/labeling/grid.html).
+FORM_PARAMS = {
+    *("label", "split", "batch", "file", "outcome", "min_size", "min_sharpness", "max_abs_yaw", "min_score"),
+    *("model", "predicted", "min_conf", "max_conf", "disagrees", "sort", "per_page"),
+}
 
 
 @dataclass
@@ -71,6 +86,19 @@ class FaceFilter:
     errors: list[str] = field(default_factory=list)
     model_version: object | None = None
     field_errors: dict[str, list[str]] = field(default_factory=dict)
+    # The active filter in words ("labelled female", "sharpness above 50"...), so a page reached
+    # from a link (a plot's bar, a count) says why these faces are shown.
+    description: list[str] = field(default_factory=list)
+
+    @property
+    def hidden_values(self) -> list[tuple[str, str]]:
+        """Values the grid's form has no input for (bounds set by a plot's link, the version's
+        snapshot filters...): the grid carries them as hidden inputs so filtering again keeps them."""
+        return [
+            (k, str(v))
+            for k, v in self.values.items()
+            if k not in FORM_PARAMS and not k.startswith("m_") and v not in (None, "")
+        ]
 
     @property
     def querystring(self) -> str:
@@ -106,6 +134,9 @@ class FaceFilterExtension(Protocol):
     ) -> Narrowing:
         """Apply its filters to `queryset` (`data`: the cleaned values, `raw`: the query), add the
         values to keep to `values` and problems to `errors` ({parameter: [message]})."""
+
+    # Optional: `describe(*, values, model_version) -> list[str]`, its filters in words for the
+    # grid's "Showing faces ..." line (training's prediction filters have one).
 
 
 _EXTENSIONS: list[FaceFilterExtension] = []
@@ -175,6 +206,7 @@ class FaceFilterSet(django_filters.FilterSet):
     batch = NumberFilter(method="filter_batch", integer=True, label="import batch id")
     file = TextFilter(method="filter_file", label="part of the source file name")
     outcome = TextFilter(method="filter_outcome", label="single, several or no_face")
+    excluded = TextFilter(method="filter_excluded", label="1: excluded faces only; 0: included faces only")
     min_size = _quality("min_size", *QUALITY["min_size"])
     max_size = _quality("max_size", *QUALITY["max_size"])
     min_sharpness = _quality("min_sharpness", *QUALITY["min_sharpness"])
@@ -183,6 +215,12 @@ class FaceFilterSet(django_filters.FilterSet):
     min_abs_yaw = _quality("min_abs_yaw", *QUALITY["min_abs_yaw"])
     min_score = _quality("min_score", *QUALITY["min_score"])
     max_score = _quality("max_score", *QUALITY["max_score"])
+    min_yaw = _quality("min_yaw", *QUALITY["min_yaw"])
+    max_yaw = _quality("max_yaw", *QUALITY["max_yaw"])
+    size_above = _quality("size_above", *QUALITY["size_above"])
+    sharpness_above = _quality("sharpness_above", *QUALITY["sharpness_above"])
+    yaw_above = _quality("yaw_above", *QUALITY["yaw_above"])
+    score_above = _quality("score_above", *QUALITY["score_above"])
     sort = TextFilter(method="filter_nothing", label="a sort key or m_<metadata key>, prefix - for descending")
 
     class Meta:
@@ -276,6 +314,14 @@ class FaceFilterSet(django_filters.FilterSet):
             return queryset
         return queryset.filter(lookups[value])
 
+    def filter_excluded(self, queryset, name, value):
+        # With `label`, the curation page's "included female faces of the train split" counts.
+        if value not in ("1", "0", "true", "false"):
+            self._problem(name, f"“{value}” is not valid for excluded: use 1 or 0.")
+            return queryset
+        self.values["excluded"] = "1" if value in ("1", "true") else "0"
+        return queryset.filter(is_excluded=value in ("1", "true"))
+
     def filter_metadata(self, queryset, name, value):
         value = value.strip()
         if not value:
@@ -319,6 +365,7 @@ class FaceFilterSet(django_filters.FilterSet):
             errors.setdefault(name, []).extend(messages)
 
         matching, model_version, orders = qs, None, {}
+        built_on = {}  # sort name -> the faces its extension's order was built on
         for ext in _EXTENSIONS:
             narrowing = ext.narrow(
                 dataset=self.dataset,
@@ -332,6 +379,7 @@ class FaceFilterSet(django_filters.FilterSet):
             matching = narrowing.matching
             model_version = narrowing.model_version if narrowing.model_version is not None else model_version
             orders.update(narrowing.orders)
+            built_on.update(dict.fromkeys(narrowing.orders, matching))
 
         name = sort.lstrip("-")
         meta_sort = META_SORT.fullmatch(name)
@@ -343,6 +391,10 @@ class FaceFilterSet(django_filters.FilterSet):
             name, sort = "id", "id"
         desc = sort.startswith("-")
         ordered = orders[name](desc) if name in orders and orders[name] is not None else None
+        if ordered is not None and built_on.get(name) is not matching:
+            # A later extension narrowed the faces after this sort was built (e.g. similar_to and
+            # the confidence sort): keep only the faces that match every filter.
+            ordered = ordered.filter(pk__in=matching.values("pk"))
         if ordered is None:
             if name in orders:
                 name, sort = "id", "id"
@@ -356,6 +408,10 @@ class FaceFilterSet(django_filters.FilterSet):
             ordered = matching.order_by(order, "-id" if desc else "id")
         if sort != "id":
             self.values["sort"] = sort
+        description = describe_filter(dataset=self.dataset, values=self.values)
+        for ext in _EXTENSIONS:
+            if hasattr(ext, "describe"):  # optional: extensions without words still work
+                description += ext.describe(values=self.values, model_version=model_version)
         return FaceFilter(
             queryset=ordered,
             matching=matching,
@@ -363,11 +419,57 @@ class FaceFilterSet(django_filters.FilterSet):
             errors=[m for messages in errors.values() for m in messages],
             model_version=model_version,
             field_errors=errors,
+            description=description,
         )
 
     @property
     def qs(self):
         return self.result().queryset
+
+
+LABEL_WORDS = {
+    "unlabelled": "unlabelled",
+    "labelled": "labelled (any class)",
+    "unsure": "marked unsure",
+    "excluded": "excluded",
+    "included": "included (not excluded)",
+}
+
+
+def describe_filter(*, dataset: Dataset, values: dict) -> list[str]:
+    """labeling's part of the active filter in words, one phrase per parameter set."""
+    words = []
+    label = values.get("label")
+    if label:
+        words.append(f"labelled {label}" if label in dataset.classes else LABEL_WORDS.get(label, f"label {label}"))
+    split = values.get("split")
+    if split:
+        words.append("without a split" if split == "none" else f"in the {split} split")
+    if values.get("batch") is not None:
+        words.append(f"from import #{values['batch']}")
+    if values.get("file"):
+        words.append(f"file name contains “{values['file']}”")
+    if values.get("outcome") in OUTCOMES:
+        words.append(OUTCOMES[values["outcome"]])
+    if values.get("excluded"):
+        words.append("excluded" if values["excluded"] == "1" else "included (not excluded)")
+    for name, (_, text) in QUALITY.items():
+        if values.get(name) not in (None, ""):
+            words.append(f"{text.split(' (')[0]} {values[name]}{_unit(text)}")
+    for name, value in values.items():
+        match = META_KEY.match(name)
+        if match and value not in (None, ""):
+            op = {"_min": "≥", "_max": "≤"}.get(match.group(2) or "", "=")
+            words.append(f"{match.group(1)} {op} {value}")
+    return words
+
+
+def _unit(text: str) -> str:
+    """ " px" / "°" from a QUALITY description such as "size at least (px)"."""
+    if "(" not in text:
+        return ""
+    unit = text.rsplit("(", 1)[1].rstrip(")")
+    return unit if unit == "°" else f" {unit}"
 
 
 def face_filter(*, dataset: Dataset, params) -> FaceFilter:

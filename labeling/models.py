@@ -20,6 +20,7 @@ class BulkAction(models.Model):
         AUTO_SPLIT = "auto_split", "Automatic split"
         DEDUPLICATE = "deduplicate", "Keep one of duplicates"
         REVIEW = "review", "Model review"
+        NOT_A_FACE = "not_a_face", "Not a face"
         UNDO = "undo", "Undo"
         REVERT = "revert", "Revert"
 

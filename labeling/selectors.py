@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 from django.core.files.storage import default_storage
-from django.db.models import Count, F, FloatField, Max, Min, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Cast, Floor, Least
+from django.db.models import Case, Count, F, IntegerField, Max, Min, OuterRef, QuerySet, Subquery, Value, When
 
 from curator.models import Dataset, Face, SourceImage
 from labeling.extensions import prediction_provider
@@ -88,6 +87,8 @@ def face_tiles(*, faces: list[Face], classes: list[str]) -> list[dict]:
                 "quality": quality + (f" · {model}" if model else ""),
                 "suggestion": suggestion["text"] if suggestion else "",
                 "suggestion_css": f"c{index.get(suggestion['label'], 9)}" if suggestion else "",
+                # Descriptor distance to the face of a `similar_to` grid (labeling.similarity).
+                "distance": _num(getattr(f, "similar_distance", None), 3),
             }
         )
     return tiles
@@ -132,20 +133,42 @@ def faces_attach_predictions(*, faces: list[Face], model_version) -> None:
         face.pred_label, face.pred_confidence = found.get(face.pk, (None, None))
 
 
-def metadata_keys(*, dataset: Dataset, sample: int = 300) -> list[str]:
-    """Metadata columns present in this dataset (from a sample of its photos). Cached for a few
-    minutes: the keys only change with an import, and the grid asks on every page."""
-    key = f"labeling:metadata-keys:{dataset.pk}"
-    keys = cache.get(key)
-    if keys is None:
-        found: set[str] = set()
+# A text column with at most this many distinct values (in the sample) is offered as a choice.
+METADATA_MAX_CHOICES = 30
+
+
+def metadata_columns(*, dataset: Dataset, sample: int = 300) -> list[dict]:
+    """Metadata columns of this dataset's photos (from a sample): [{"name", "kind", "choices"}],
+    kind "number" (every sampled value is a number: the grid offers a min/max range), "choice"
+    (text with few distinct values: a select of them) or "text" (free text: an exact match).
+    Cached for a few minutes: the columns only change with an import, and the grid asks on
+    every page."""
+    key = f"labeling:metadata-columns:{dataset.pk}"
+    columns = cache.get(key)
+    if columns is None:
+        values: dict[str, set] = {}
         rows = SourceImage.objects.filter(dataset=dataset).exclude(metadata={}).values_list("metadata", flat=True)
         for meta in rows[:sample]:
-            found.update(k for k in meta if re.fullmatch(r"[A-Za-z0-9_]{1,40}", k))
-        keys = sorted(found)
-        if keys:  # an empty answer is not kept: the first import should show its columns at once
-            cache.set(key, keys, 300)
-    return keys
+            for name, value in meta.items():
+                if re.fullmatch(r"[A-Za-z0-9_]{1,40}", name) and value not in (None, ""):
+                    values.setdefault(name, set()).add(value)
+        columns = []
+        for name in sorted(values):
+            found = values[name]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in found):
+                columns.append({"name": name, "kind": "number", "choices": []})
+            elif len(found) <= METADATA_MAX_CHOICES:
+                columns.append({"name": name, "kind": "choice", "choices": sorted(str(v) for v in found)})
+            else:
+                columns.append({"name": name, "kind": "text", "choices": []})
+        if columns:  # an empty answer is not kept: the first import should show its columns at once
+            cache.set(key, columns, 300)
+    return columns
+
+
+def metadata_keys(*, dataset: Dataset, sample: int = 300) -> list[str]:
+    """The names of the metadata columns (see metadata_columns)."""
+    return [c["name"] for c in metadata_columns(dataset=dataset, sample=sample)]
 
 
 def face_detail(*, dataset: Dataset, face_id: int, model_version=None) -> dict | None:
@@ -179,6 +202,8 @@ def bulk_actions(*, dataset: Dataset) -> QuerySet[BulkAction]:
 
 
 def dataset_overview(*, dataset: Dataset) -> dict:
+    from urllib.parse import urlencode
+
     faces = Face.objects.filter(dataset=dataset)
     included = faces.filter(is_excluded=False)
     table = defaultdict(lambda: defaultdict(int))
@@ -198,9 +223,25 @@ def dataset_overview(*, dataset: Dataset) -> dict:
         "errors": images.filter(status=SourceImage.Status.ERROR).count(),
         "pending": images.filter(status=SourceImage.Status.PENDING).count(),
     }
+
+    # The grid query of every count (included faces, as the table counts them); a label that is
+    # no longer a class of the dataset cannot be filtered on, so its counts are not links.
+    def query(label: str | None, split: str | None) -> str | None:
+        if label is not None and label not in dataset.classes and label != "unlabelled":
+            return None
+        params = {"label": label, "split": split, "excluded": "0"}
+        return urlencode({k: v for k, v in params.items() if v is not None})
+
+    linked_rows = [
+        (label, [(n, query(label, s)) for n, s in zip(counts, splits, strict=True)], total, query(label, None))
+        for label, counts, total in rows
+    ]
     return {
         "splits": splits,
         "rows": rows,
+        "linked_rows": linked_rows,
+        "linked_totals": [(n, query(None, s)) for n, s in zip(totals, splits, strict=True)],
+        "total_query": query(None, None),
         "totals": totals,
         "total": sum(totals),
         "outcomes": outcomes,
@@ -228,11 +269,52 @@ HISTOGRAM_METRICS = [
     ("detector_score", "Detector score"),
 ]
 HISTOGRAM_BINS = 30
+# The grid's range parameters of each metric: (at least, above, at most), see labeling/filters.py.
+HISTOGRAM_PARAMS = {
+    "size_px": ("min_size", "size_above", "max_size"),
+    "sharpness": ("min_sharpness", "sharpness_above", "max_sharpness"),
+    "yaw": ("min_yaw", "yaw_above", "max_yaw"),
+    "detector_score": ("min_score", "score_above", "max_score"),
+}
+
+
+def histogram_edges(lo: float, hi: float, *, bins: int = HISTOGRAM_BINS, integer: bool = False) -> list[float]:
+    """About `bins` bins of a round width (1, 2, 2.5 or 5 times a power of ten; whole numbers for an
+    integer metric) from a multiple of that width: the edges read well in a grid URL
+    (`sharpness_above=50&max_sharpness=100`). One bin [lo, lo] when every value is the same."""
+    import math
+
+    if hi <= lo:
+        return [lo, lo]
+    raw = (hi - lo) / bins
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    if integer:
+        step = max(1.0, float(math.ceil(step)))
+    start = math.floor(lo / step) * step
+    edges = [round(start + i * step, 10) for i in range(math.ceil((hi - start) / step) + 1)]
+    while edges[-1] < hi:  # rounding can leave the largest value past the last edge
+        edges.append(round(edges[-1] + step, 10))
+    return edges
+
+
+def _edge(value: float) -> str:
+    """An edge as the URL writes it: repr() reads back as the very same float, so the grid
+    compares faces with exactly the number the histogram binned them by."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def histogram_bar_query(metric: str, edges: list[float], i: int) -> dict[str, str]:
+    """The grid parameters of bar i: the first bar is [e0, e1], the others (e_i, e_i+1], as binned."""
+    at_least, above, at_most = HISTOGRAM_PARAMS[metric]
+    lower = at_least if i == 0 else above
+    return {lower: _edge(edges[i]), at_most: _edge(edges[i + 1])}
 
 
 def quality_histogram_counts(*, dataset: Dataset) -> list[dict]:
     """Per metric: bin edges and included/excluded counts, binned by the database (one GROUP BY per
-    metric) so 100,000 faces never travel to Python."""
+    metric, a CASE over the edges: the same comparisons the grid's range filters make, so a bar's
+    count is the count of the grid it links to) so 100,000 faces never travel to Python."""
     faces = Face.objects.filter(dataset=dataset)
     bounds = faces.aggregate(
         **{f"{m}_lo": Min(m) for m, _ in HISTOGRAM_METRICS}, **{f"{m}_hi": Max(m) for m, _ in HISTOGRAM_METRICS}
@@ -243,12 +325,12 @@ def quality_histogram_counts(*, dataset: Dataset) -> list[dict]:
         if lo is None:
             out.append({"metric": metric, "title": title, "edges": [], "included": [], "excluded": []})
             continue
-        width = (float(hi) - float(lo)) / HISTOGRAM_BINS or 1.0
-        value = Cast(F(metric), FloatField())
-        bucket = Least(
-            Floor((value - Value(float(lo))) / Value(width), output_field=FloatField()),
-            Value(float(HISTOGRAM_BINS - 1)),
-            output_field=FloatField(),
+        edges = histogram_edges(float(lo), float(hi), integer=metric == "size_px")
+        bins = len(edges) - 1
+        bucket = Case(
+            *(When(**{f"{metric}__lte": edge}, then=Value(i)) for i, edge in enumerate(edges[1:-1])),
+            default=Value(bins - 1),
+            output_field=IntegerField(),
         )
         rows = (
             faces.filter(**{f"{metric}__isnull": False})
@@ -257,34 +339,47 @@ def quality_histogram_counts(*, dataset: Dataset) -> list[dict]:
             .annotate(n=Count("id"))
             .order_by()
         )
-        included, excluded = [0] * HISTOGRAM_BINS, [0] * HISTOGRAM_BINS
+        included, excluded = [0] * bins, [0] * bins
         for b, is_excluded, n in rows:
             (excluded if is_excluded else included)[int(b)] += n
-        edges = [float(lo) + i * width for i in range(HISTOGRAM_BINS + 1)]
         out.append({"metric": metric, "title": title, "edges": edges, "included": included, "excluded": excluded})
     return out
 
 
 def quality_histograms_svg(*, dataset: Dataset) -> list[tuple[str, str]]:
     """One small SVG histogram per quality metric (included vs excluded faces stacked), drawn
-    with matplotlib's SVG backend (no display needed) and cached until the dataset changes."""
-    key = f"labeling:histograms:{dataset_stamp(dataset=dataset)}"
+    with matplotlib's SVG backend (no display needed) and cached until the dataset changes.
+    Every bar segment is a link (matplotlib's set_url: an <a> around the bar in the SVG, which
+    the page inlines) to the grid showing exactly its faces: the bar's range, included or excluded."""
+    key = f"labeling:histograms:v2:{dataset_stamp(dataset=dataset)}"
     cached = cache.get(key)
     if cached is not None:
         return cached
+    from urllib.parse import urlencode
+
+    from django.urls import reverse
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
+    grid = reverse("labeling:grid", kwargs={"dataset_id": dataset.pk})
     out = []
     for h in quality_histogram_counts(dataset=dataset):
         fig = Figure(figsize=(4.2, 2.4), dpi=72)
         ax = fig.subplots()
         if h["edges"]:
-            lefts, width = h["edges"][:-1], h["edges"][1] - h["edges"][0]
-            ax.bar(lefts, h["included"], width=width, align="edge", color="#2f6fed", label="included")
-            ax.bar(
-                lefts, h["excluded"], width=width, align="edge", bottom=h["included"], color="#c4320a", label="excluded"
-            )
+            edges = h["edges"]
+            lefts = edges[:-1]
+            width = (edges[1] - edges[0]) or 1.0
+            for state, heights, bottom, color in (
+                ("included", h["included"], [0] * len(lefts), "#2f6fed"),
+                ("excluded", h["excluded"], h["included"], "#c4320a"),
+            ):
+                bars = ax.bar(lefts, heights, width=width, align="edge", bottom=bottom, color=color, label=state)
+                for i, bar in enumerate(bars):
+                    if heights[i]:
+                        query = {**histogram_bar_query(h["metric"], edges, i), "label": state}
+                        bar.set_url(f"{grid}?{urlencode(query)}")
+                        bar.set_gid(f"bar-{h['metric']}-{state}-{i}")
             ax.legend(fontsize=7, frameon=False)
         else:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
@@ -296,61 +391,13 @@ def quality_histograms_svg(*, dataset: Dataset) -> list[tuple[str, str]]:
         with rc_context({"svg.fonttype": "none"}):
             fig.savefig(buf, format="svg")
         svg = buf.getvalue()
-        out.append((h["title"], svg[svg.index("<svg") :]))
+        # Links open in this tab (matplotlib writes target="_blank").
+        out.append((h["title"], svg[svg.index("<svg") :].replace(' target="_blank"', "")))
     cache.set(key, out, 3600)
     return out
 
 
 # --- Near-duplicates ------------------------------------------------------------------------------
-
-
-def hash_pairs(ids: list[int], hashes: list[int], max_distance: int) -> list[tuple[int, int]]:
-    """Pairs of ids whose 64-bit hashes differ in at most `max_distance` bits.
-
-    Multi-index hashing: the hash is cut into four 16-bit chunks. If two hashes differed in more
-    than r bits in every chunk they would differ in at least 4(r+1) bits, so with
-    r = ceil((max_distance+1)/4) - 1 a close pair agrees within r bits on some chunk. For each
-    chunk, every hash probes the sorted chunk values at its own value and at each value up to r
-    bits away (a table of where each value starts, vectorised over all hashes), and only those
-    candidates are compared: 100,000 faces at distance 6 take about a second instead of 5*10^9
-    comparisons (and the result is cached, see duplicate_id_groups)."""
-    from itertools import combinations
-
-    import numpy as np
-
-    n = len(ids)
-    if n < 2:
-        return []
-    arr = np.array([h & 0xFFFFFFFFFFFFFFFF for h in hashes], dtype=np.uint64)
-    id_arr = np.array(ids, dtype=np.int64)
-    r = max(0, -(-(max_distance + 1) // 4) - 1)
-    flips = [0] + [sum(1 << b for b in bits) for k in range(1, r + 1) for bits in combinations(range(16), k)]
-    index = np.arange(n)
-    found: list = []
-    for lo in (0, 16, 32, 48):
-        keys = ((arr >> np.uint64(lo)) & np.uint64(0xFFFF)).astype(np.int64)
-        order = np.argsort(keys, kind="stable")
-        # Where each of the 65,536 chunk values starts in sorted order: probes become table lookups.
-        starts_of = np.searchsorted(keys[order], np.arange(0x10001))
-        for flip in flips:
-            probe = keys ^ flip
-            left = starts_of[probe]
-            counts = starts_of[probe + 1] - left
-            total = int(counts.sum())
-            if not total:
-                continue
-            src = np.repeat(index, counts)
-            starts = np.repeat(left - (np.cumsum(counts) - counts), counts)
-            dst = order[starts + np.arange(total)]
-            keep = src < dst  # each unordered pair once, never a hash with itself
-            src, dst = src[keep], dst[keep]
-            hit = np.bitwise_count(arr[src] ^ arr[dst]) <= max_distance
-            if hit.any():
-                found.append(np.stack([id_arr[src[hit]], id_arr[dst[hit]]], axis=1))
-    if not found:
-        return []
-    pairs = np.unique(np.sort(np.concatenate(found), axis=1), axis=0)
-    return [(int(a), int(b)) for a, b in pairs]
 
 
 def connected_groups(ids, pairs) -> list[list[int]]:
@@ -374,37 +421,44 @@ def connected_groups(ids, pairs) -> list[list[int]]:
     return list(groups.values())
 
 
-def duplicate_id_groups(*, dataset: Dataset, max_distance: int) -> list[list[int]]:
-    """Face ids grouped by near-identical phash; cached until faces are added or replaced (hashes
-    only change when alignment rewrites faces, which changes the stamp's count or last id)."""
-    faces = Face.objects.filter(dataset=dataset).aggregate(n=Count("id"), last=Max("id"))
-    key = f"labeling:dupes:{dataset.pk}:{faces['n']}:{faces['last']}:{max_distance}"
-    groups = cache.get(key)
-    if groups is None:
-        rows = list(Face.objects.filter(dataset=dataset, phash__isnull=False).values_list("id", "phash"))
-        pairs = hash_pairs([r[0] for r in rows], [r[1] for r in rows], max_distance)
-        groups = [g for g in connected_groups([], pairs) if len(g) > 1]
-        cache.set(key, groups, 3600)
-    return groups
+def duplicate_groups(*, dataset: Dataset) -> list[dict]:
+    """Groups of near-duplicate faces (embeddings.duplicates: exact file, near-identical region of
+    the original photo, same-shot descriptor; complete linkage, so every two faces of a group
+    match), with their faces and, for each pair, every distance and which test matched.
+    Conflicting labels first, then largest first."""
+    from embeddings.selectors import dataset_duplicates
 
-
-def duplicate_groups(*, dataset: Dataset, max_distance: int = 6) -> list[dict]:
-    """Groups of near-identical faces (phash within `max_distance` bits) with their faces,
-    conflicting labels first, then largest first."""
-    groups = duplicate_id_groups(dataset=dataset, max_distance=max_distance)
+    groups, pairs = dataset_duplicates(dataset=dataset)
     faces = (
         Face.objects.filter(pk__in=[f for g in groups for f in g])
-        .only("id", "dataset", "label", "is_excluded", "crop")
+        .only("id", "dataset", "label", "is_excluded", "crop", "image")
         .in_bulk()
     )
     out = []
     for g in groups:
         members = [faces[f] for f in g if f in faces]
         labels = {m.label for m in members if m.label and not m.is_excluded}
+        group_pairs = []
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                e = pairs.get((min(a.pk, b.pk), max(a.pk, b.pk)))
+                if e is None:
+                    continue
+                group_pairs.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "hash_bits": e.hash_bits,
+                        "descriptor": None if e.descriptor is None else round(e.descriptor, 3),
+                        "exact": e.exact,
+                        "tests": e.tests,
+                    }
+                )
         out.append(
             {
                 "faces": members,
                 "ids": ",".join(str(m.pk) for m in members),
+                "pairs": group_pairs,
                 "labels": sorted(labels),
                 "conflict": len(labels) > 1,
                 "included": sum(1 for m in members if not m.is_excluded),
@@ -415,23 +469,28 @@ def duplicate_groups(*, dataset: Dataset, max_distance: int = 6) -> list[dict]:
 
 
 def face_groups_for_split(*, dataset: Dataset, face_ids: set[int], duplicate_distance: int) -> list[list[int]]:
-    """Groups that must land in one split: near-duplicates, faces of the same known identity
-    (`SourceImage.metadata["identity"]`) and faces of the same photo. Sorted by first id."""
-    rows = list(
-        Face.objects.filter(pk__in=face_ids).values_list("id", "phash", "image_id", "image__metadata__identity")
-    )
+    """Groups that must land in one split: faces of the same photo, of the same known identity
+    (`SourceImage.metadata["identity"]`), of the same identity cluster (embeddings: known names
+    or dlib's Chinese whispers on the descriptors) and near-duplicates (embeddings.duplicates,
+    region hashes within `duplicate_distance` bits). Chained on purpose: here a group is
+    everything that must not straddle splits. Sorted by first id."""
+    from embeddings.duplicates import pair_evidence
+    from embeddings.selectors import duplicate_records, face_identities
+
+    rows = list(Face.objects.filter(pk__in=face_ids).values_list("id", "image_id", "image__metadata__identity"))
+    clusters = face_identities(face_ids=face_ids)
     pairs: list[tuple[int, int]] = []
     by_key: dict[tuple, int] = {}
-    for face_id, _, image_id, identity in rows:
-        for key in (("image", image_id), ("identity", identity)):
+    for face_id, image_id, identity in rows:
+        for key in (("image", image_id), ("identity", identity), ("cluster", clusters.get(face_id))):
             if key[1] in (None, ""):
                 continue
             if key in by_key:
                 pairs.append((face_id, by_key[key]))
             else:
                 by_key[key] = face_id
-    hashed = [(r[0], r[1]) for r in rows if r[1] is not None]
-    pairs += hash_pairs([h[0] for h in hashed], [h[1] for h in hashed], duplicate_distance)
+    records = duplicate_records(dataset=dataset, face_ids=face_ids)
+    pairs += list(pair_evidence(records, hash_max_bits=duplicate_distance))
     return sorted(connected_groups(face_ids, pairs), key=lambda g: g[0])
 
 
@@ -445,4 +504,258 @@ def exports_list(*, dataset: Dataset) -> list[dict]:
     for name in sorted((f for f in files if f.endswith(".zip")), reverse=True):
         path = f"{prefix}/{name}"
         out.append({"name": name, "path": path, "size": default_storage.size(path)})
+    return out
+
+
+# --- The face page ------------------------------------------------------------------------------
+
+
+def face_events(*, face: Face, limit: int = 500) -> list[dict]:
+    """The face's whole label history, newest first, each change in words."""
+    from labeling.services import change_words
+
+    events = LabelEvent.objects.filter(face=face).select_related("user", "action").order_by("-created_at", "-id")
+    return [
+        {
+            "event": e,
+            "text": change_words(e.field, e.old_value, e.new_value),
+            "who": e.user.username if e.user else "system",
+            "action": e.action,
+        }
+        for e in events[:limit]
+    ]
+
+
+def face_predictions(*, dataset: Dataset, face: Face) -> list[dict]:
+    """One row per model version of the dataset (newest first) with this face's prediction, or
+    None where that version has not predicted it (e.g. the face was added after it was made)."""
+    provider = prediction_provider()
+    versions = list(provider.versions(dataset=dataset))
+    found = {row["version"].pk: row for row in provider.face_history(face=face, limit=max(10, len(versions)))}
+    return [{"version": v, "prediction": found.get(v.pk)} for v in versions]
+
+
+def face_neighbours(*, dataset: Dataset, face: Face, flt: FaceFilter | None) -> dict:
+    """The previous and next face for the face page: in the grid's order when it came with the
+    grid's filter, by id otherwise. A face that no longer matches the filter (it was relabelled
+    out of it) gets the filter's faces with the nearest ids."""
+    if flt is None:
+        faces = Face.objects.filter(dataset=dataset)
+        return {
+            "previous": faces.filter(pk__lt=face.pk).order_by("-id").values_list("pk", flat=True).first(),
+            "next": faces.filter(pk__gt=face.pk).order_by("id").values_list("pk", flat=True).first(),
+            "position": None,
+            "count": None,
+            "in_filter": True,
+        }
+    # Only ids travel (one int column), so even 100,000 matching faces stay well under a second.
+    ids = list(flt.queryset.values_list("pk", flat=True))
+    try:
+        i = ids.index(face.pk)
+    except ValueError:
+        lower = [x for x in ids if x < face.pk]
+        higher = [x for x in ids if x > face.pk]
+        return {
+            "previous": max(lower) if lower else None,
+            "next": min(higher) if higher else None,
+            "position": None,
+            "count": len(ids),
+            "in_filter": False,
+        }
+    return {
+        "previous": ids[i - 1] if i > 0 else None,
+        "next": ids[i + 1] if i + 1 < len(ids) else None,
+        "position": i + 1,
+        "count": len(ids),
+        "in_filter": True,
+    }
+
+
+def face_page(*, dataset: Dataset, face_id: int, flt: FaceFilter | None = None) -> dict | None:
+    """Everything the face page shows; None when the face is not one of the dataset's."""
+    detail = face_detail(dataset=dataset, face_id=face_id, model_version=flt.model_version if flt else None)
+    if detail is None:
+        return None
+    face = detail["face"]
+    return {
+        **detail,
+        "events": face_events(face=face),
+        "all_predictions": face_predictions(dataset=dataset, face=face),
+        "neighbours": face_neighbours(dataset=dataset, face=face, flt=flt),
+    }
+
+
+# --- The history in words -------------------------------------------------------------------------
+
+HISTORY_THUMBNAILS = 8
+
+RULE_WORDS = {
+    "min_size_px": "faces smaller than {} px",
+    "min_sharpness": "sharpness below {}",
+    "max_abs_yaw": "yaw beyond ±{}°",
+    "max_abs_roll": "roll beyond ±{}°",
+    "min_detector_score": "detector score below {}",
+}
+FILTER_WORDS = {
+    "min_size": "size at least {} px",
+    "max_size": "size at most {} px",
+    "min_sharpness": "sharpness at least {}",
+    "max_sharpness": "sharpness at most {}",
+    "max_abs_yaw": "yaw within ±{}°",
+    "min_abs_yaw": "yaw beyond ±{}°",
+    "min_score": "detector score at least {}",
+    "max_score": "detector score at most {}",
+    "batch": "from import #{}",
+    "file": "file name containing “{}”",
+    "split": "split {}",
+    "predicted": "predicted {}",
+    "min_conf": "model confidence at least {}",
+    "max_conf": "model confidence at most {}",
+    "model": "model version id {}",
+}
+LABEL_FILTER_WORDS = {
+    "unlabelled": "unlabelled faces",
+    "labelled": "labelled faces",
+    "unsure": "unsure faces",
+    "excluded": "excluded faces",
+    "included": "included faces",
+}
+
+
+def _number(value) -> str:
+    """100.0 -> "100", 0.35 -> "0.35"."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def filter_words(values: dict) -> str:
+    """A grid filter ({"label": "male", "min_size": "48"}) as a person says it."""
+    from labeling.filters import OUTCOMES
+
+    parts = []
+    for key, value in values.items():
+        if value in (None, ""):
+            continue
+        if key == "label":
+            parts.append(LABEL_FILTER_WORDS.get(value, f"label {value}"))
+        elif key == "outcome":
+            parts.append(OUTCOMES.get(value, f"photo outcome {value}"))
+        elif key == "disagrees":
+            parts.append("the model disagrees")
+        elif key == "sort":
+            desc = str(value).startswith("-")
+            parts.append(f"sorted by {str(value).lstrip('-')}{' (descending)' if desc else ''}")
+        elif key == "per_page":
+            continue
+        elif key in FILTER_WORDS:
+            parts.append(FILTER_WORDS[key].format(_number(value)))
+        elif key.startswith("m_") and key.endswith("_min"):
+            parts.append(f"{key[2:-4]} at least {_number(value)}")
+        elif key.startswith("m_") and key.endswith("_max"):
+            parts.append(f"{key[2:-4]} at most {_number(value)}")
+        elif key.startswith("m_"):
+            parts.append(f"{key[2:]} = {value}")
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts) or "every face"
+
+
+def action_params_words(action: BulkAction) -> str:
+    """An action's parameters as a sentence: "sharpness below 40, faces smaller than 48 px"."""
+    p = action.params or {}
+    kind = action.kind
+    if kind == BulkAction.Kind.RULE and p.get("rule") == "min_per_class":
+        classes = ", ".join(p.get("classes") or []) or "none"
+        return f"classes with fewer than {p.get('minimum')} faces (classes: {classes})"
+    if kind == BulkAction.Kind.RULE:
+        # In RULE_WORDS' order: a jsonb column does not keep the order the keys were given in.
+        rules = [text.format(_number(p[k])) for k, text in RULE_WORDS.items() if k in p]
+        return ", ".join(rules) or p.get("reason", "")
+    if kind == BulkAction.Kind.AUTO_SPLIT:
+        ratios = "/".join(f"{r * 100:.0f}" for r in p.get("ratios") or [])
+        return f"seed {p.get('seed')}, train/val/test {ratios} %, near-duplicates within {p.get('duplicate_distance')} bits"
+    if kind == BulkAction.Kind.DEDUPLICATE:
+        others = [f for f in p.get("faces") or [] if f != p.get("kept")]
+        return f"kept face {p.get('kept')}, excluded its near-duplicates {', '.join(map(str, others))}"
+    if kind in (BulkAction.Kind.REVERT, BulkAction.Kind.UNDO):
+        text = f"{'undid' if kind == BulkAction.Kind.UNDO else 'reverted'} action #{p.get('reverted_action')}"
+        if p.get("conflict_count"):
+            text += f"; {p['conflict_count']} later change(s) kept as they were"
+        return text
+    if kind == BulkAction.Kind.REVIEW:
+        if p.get("suggestion"):
+            return str(p["suggestion"])
+        bits = [str(p.get("decision", "")).replace("_", " ")]
+        if p.get("model_label"):
+            bits.append(f"the model said {p['model_label']}")
+        return ", ".join(b for b in bits if b)
+    parts = []
+    if "filter" in p:
+        parts.append("all faces matching: " + filter_words(p["filter"]))
+    if p.get("source"):
+        parts.append({"grid": "from the grid", "api": "through the API"}.get(p["source"], str(p["source"])))
+    if p.get("reason") and "filter" not in p:
+        parts.append(str(p["reason"]))
+    return ", ".join(parts)
+
+
+def bulk_actions_filtered(
+    *, dataset: Dataset, user=None, username: str = "", kind: str = "", face_id: int | None = None
+) -> QuerySet[BulkAction]:
+    """The history, newest first, narrowed by who (a user or a username), what kind and which face."""
+    actions = bulk_actions(dataset=dataset)
+    if user is not None:
+        actions = actions.filter(user=user)
+    elif username:
+        actions = actions.filter(user__username=username)
+    if kind:
+        actions = actions.filter(kind=kind)
+    if face_id is not None:
+        actions = actions.filter(pk__in=LabelEvent.objects.filter(face_id=face_id).values("action_id"))
+    return actions
+
+
+def history_rows(*, actions: list[BulkAction]) -> list[dict]:
+    """Per action of one history page: up to 8 faces it changed (thumbnails), its changes in words
+    with counts ("label: unlabelled → female (12)") and its parameters in words. Three queries
+    for the whole page, whatever the number of actions or events."""
+    from django.db.models import Window
+    from django.db.models.functions import DenseRank
+
+    from labeling.services import change_words
+
+    ids = [a.pk for a in actions]
+    summary: dict[int, list[str]] = defaultdict(list)
+    rows = (
+        LabelEvent.objects.filter(action_id__in=ids)
+        .values_list("action_id", "field", "old_value", "new_value")
+        .annotate(n=Count("id"))
+        .order_by("action_id", "field", "-n")
+    )
+    for action_id, name, old, new, n in rows:
+        summary[action_id].append(change_words(name, old, new) + (f" ({n} faces)" if n != 1 else ""))
+    # A dense rank over face ids: a face with several changed fields keeps one rank, so "rank <= 8"
+    # is the action's first eight faces however many fields each had.
+    firsts = (
+        LabelEvent.objects.filter(action_id__in=ids)
+        .annotate(rank=Window(DenseRank(), partition_by=[F("action_id")], order_by=F("face_id").asc()))
+        .filter(rank__lte=HISTORY_THUMBNAILS)
+        .values_list("action_id", "face_id")
+    )
+    thumbs: dict[int, list[int]] = defaultdict(list)
+    for action_id, face_id in firsts:
+        if face_id not in thumbs[action_id]:
+            thumbs[action_id].append(face_id)
+    faces = Face.objects.filter(pk__in=[f for fs in thumbs.values() for f in fs]).only("id", "crop", "label").in_bulk()
+    out = []
+    for a in actions:
+        out.append(
+            {
+                "action": a,
+                "changes": summary.get(a.pk, []),
+                "faces": [faces[f] for f in sorted(thumbs.get(a.pk, [])) if f in faces],
+                "params": action_params_words(a),
+            }
+        )
     return out

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -55,6 +56,21 @@ class InvalidChange(LabelingError):
 
 class NoFaces(LabelingError):
     pass
+
+
+class NeedsConfirmation(LabelingError):
+    """A large action asked without its second confirmation; nothing was changed. The page or API
+    client shows the message and asks again with `confirm_large`."""
+
+    code = "needs_confirmation"
+
+    def __init__(self, *, face_count: int, total: int):
+        self.face_count = face_count
+        self.total = total
+        self.share = face_count / total if total else 1.0
+        super().__init__(
+            f"This changes {face_count} faces, {self.share * 100:.1f} % of the dataset; confirm again to go ahead."
+        )
 
 
 class StaleFace(LabelingError):
@@ -336,6 +352,57 @@ def faces_update(
     return action
 
 
+def faces_mark_not_face(
+    *,
+    user: AbstractBaseUser | None,
+    dataset: Dataset,
+    faces: Iterable[int],
+    expected_versions: dict[int, int] | None = None,
+) -> BulkAction:
+    """ "Not a face": a false detection (a necktie, a poster's pattern) is excluded with the reason
+    Face.NOT_A_FACE, as one action of its own kind, so the history says what it was and `z` or a
+    revert takes it back. Re-alignment keeps the mark on the same box (is_excluded and
+    exclusion_reason are human fields there). Faces already marked are left as they are."""
+    ids = list(faces)
+    if not ids:
+        raise NoFaces("No face given: focus or select the false detection first.")
+    with transaction.atomic():
+        # Faces excluded already (by a rule, say) stay excluded, so they get no is_excluded
+        # event; their reason still becomes "not a face" and the action names them.
+        already = list(
+            Face.objects.filter(dataset=dataset, pk__in=ids, is_excluded=True)
+            .exclude(exclusion_reason=Face.NOT_A_FACE)
+            .values_list("pk", flat=True)
+        )
+        action = faces_update(
+            user=user,
+            dataset=dataset,
+            faces=ids,
+            changes={"is_excluded": True},
+            kind=BulkAction.Kind.NOT_A_FACE,
+            params={"reason": Face.NOT_A_FACE, **({"reason_changed": already} if already else {})},
+            expected_versions=expected_versions,
+        )
+        if already:
+            Face.objects.filter(pk__in=already).update(
+                exclusion_reason=Face.NOT_A_FACE, version=F("version") + 1, updated_at=timezone.now()
+            )
+            action.face_count += len(already)
+            action.save(update_fields=["face_count"])
+    return action
+
+
+def action_share_check(*, dataset: Dataset, face_count: int, confirmed_large: bool) -> None:
+    """Refuse an action over more than CURATOR_MAX_ACTION_SHARE of the dataset's faces unless the
+    person confirmed it a second time: one mis-set threshold or a "select all" should not quietly
+    rewrite a third of a dataset (it could be reverted, but only if someone notices)."""
+    if confirmed_large or face_count <= 0:
+        return
+    total = Face.objects.filter(dataset=dataset).count()
+    if face_count > settings.CURATOR_MAX_ACTION_SHARE * total:
+        raise NeedsConfirmation(face_count=face_count, total=total)
+
+
 def _kind_for(changes: dict) -> str:
     if "label" in changes:
         return BulkAction.Kind.LABEL
@@ -437,10 +504,9 @@ RULE_FIELDS = {
 }
 
 
-@transaction.atomic
-def exclusion_rule_apply(*, user: AbstractBaseUser | None, dataset: Dataset, thresholds: dict) -> BulkAction:
-    """Exclude every included face failing any threshold (a face with an unknown metric, e.g. no
-    detector score on a whole-image crop, is not excluded by that metric). Reversible by revert."""
+def _threshold_rule(*, dataset: Dataset, thresholds: dict) -> tuple[QuerySet, dict, str]:
+    """The faces an exclusion rule would exclude (included faces failing any threshold), the clean
+    thresholds and the reason in words. Shared by the rule itself and its preview."""
     clean: dict[str, float] = {}
     for key, value in thresholds.items():
         if value in (None, ""):
@@ -468,12 +534,30 @@ def exclusion_rule_apply(*, user: AbstractBaseUser | None, dataset: Dataset, thr
         qs = qs.annotate(abs_roll=Abs("roll"))
         failing |= Q(abs_roll__gt=clean["max_abs_roll"])
     reason = "rule: " + ", ".join(RULE_FIELDS[k].format(v) for k, v in clean.items())
-    ids = Face.objects.filter(pk__in=qs.filter(failing).values("pk"))
-    return _rule_action(user=user, dataset=dataset, faces=ids, params={"rule": "thresholds", **clean}, reason=reason)
+    return Face.objects.filter(pk__in=qs.filter(failing).values("pk")), clean, reason
 
 
-def _rule_action(*, user, dataset, faces, params, reason) -> BulkAction:
+@transaction.atomic
+def exclusion_rule_apply(
+    *, user: AbstractBaseUser | None, dataset: Dataset, thresholds: dict, confirmed_large: bool = False
+) -> BulkAction:
+    """Exclude every included face failing any threshold (a face with an unknown metric, e.g. no
+    detector score on a whole-image crop, is not excluded by that metric). Reversible by revert.
+    Raises NeedsConfirmation above CURATOR_MAX_ACTION_SHARE unless `confirmed_large`."""
+    ids, clean, reason = _threshold_rule(dataset=dataset, thresholds=thresholds)
+    return _rule_action(
+        user=user,
+        dataset=dataset,
+        faces=ids,
+        params={"rule": "thresholds", **clean},
+        reason=reason,
+        confirmed_large=confirmed_large,
+    )
+
+
+def _rule_action(*, user, dataset, faces, params, reason, confirmed_large: bool) -> BulkAction:
     rows = _lock_rows(faces)
+    action_share_check(dataset=dataset, face_count=len(rows), confirmed_large=confirmed_large)
     action = _new_action(user=user, dataset=dataset, kind=BulkAction.Kind.RULE, params={**params, "reason": reason})
     _apply(
         action=action,
@@ -485,12 +569,9 @@ def _rule_action(*, user, dataset, faces, params, reason) -> BulkAction:
     return action
 
 
-@transaction.atomic
-def min_per_class_rule_apply(
-    *, user: AbstractBaseUser | None, dataset: Dataset, minimum: int | None = None
-) -> BulkAction:
-    """The original scripts' rule: a class with fewer than `minimum` included faces is too small
-    to learn, so its faces are excluded (default: the dataset's `min_faces_per_class`)."""
+def _min_per_class_rule(*, dataset: Dataset, minimum) -> tuple[QuerySet, int, list[str], str]:
+    """The faces the minimum-per-class rule would exclude, the minimum, the small classes and the
+    reason in words."""
     if minimum is None:
         minimum = dataset.min_faces_per_class
     try:
@@ -510,14 +591,157 @@ def min_per_class_rule_apply(
     )
     small = sorted(label for label, n in counts.items() if n < minimum)
     faces = Face.objects.filter(dataset=dataset, is_excluded=False, label__in=small)
-    reason = f"rule: class with fewer than {minimum} faces"
+    return faces, minimum, small, f"rule: class with fewer than {minimum} faces"
+
+
+@transaction.atomic
+def min_per_class_rule_apply(
+    *, user: AbstractBaseUser | None, dataset: Dataset, minimum: int | None = None, confirmed_large: bool = False
+) -> BulkAction:
+    """The original scripts' rule: a class with fewer than `minimum` included faces is too small
+    to learn, so its faces are excluded (default: the dataset's `min_faces_per_class`).
+    Raises NeedsConfirmation above CURATOR_MAX_ACTION_SHARE unless `confirmed_large`."""
+    faces, minimum, small, reason = _min_per_class_rule(dataset=dataset, minimum=minimum)
     return _rule_action(
         user=user,
         dataset=dataset,
         faces=faces,
         params={"rule": "min_per_class", "minimum": minimum, "classes": small},
         reason=reason,
+        confirmed_large=confirmed_large,
     )
+
+
+PREVIEW_SAMPLE = 24
+
+
+@dataclass
+class ActionPreview:
+    """What an action would do before it is done: how many faces, their share of the dataset,
+    whether that needs the second confirmation, and a sample of the faces."""
+
+    count: int
+    total: int
+    reason: str
+    sample: list[Face]
+    params: dict = field(default_factory=dict)
+
+    @property
+    def share(self) -> float:
+        return self.count / self.total if self.total else 0.0
+
+    @property
+    def percent(self) -> str:
+        return f"{self.share * 100:.1f}"
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.count > settings.CURATOR_MAX_ACTION_SHARE * self.total
+
+
+def _preview(*, dataset: Dataset, faces: QuerySet, reason: str, params: dict, sample: int) -> ActionPreview:
+    count = faces.count()
+    rows = list(Face.objects.filter(pk__in=faces.values("pk")).order_by("id")[:sample]) if count else []
+    return ActionPreview(
+        count=count, total=Face.objects.filter(dataset=dataset).count(), reason=reason, sample=rows, params=params
+    )
+
+
+def exclusion_rule_preview(*, dataset: Dataset, thresholds: dict, sample: int = PREVIEW_SAMPLE) -> ActionPreview:
+    """What `exclusion_rule_apply` would exclude now; nothing is written."""
+    faces, clean, reason = _threshold_rule(dataset=dataset, thresholds=thresholds)
+    return _preview(dataset=dataset, faces=faces, reason=reason, params=clean, sample=sample)
+
+
+def min_per_class_rule_preview(*, dataset: Dataset, minimum=None, sample: int = PREVIEW_SAMPLE) -> ActionPreview:
+    """What `min_per_class_rule_apply` would exclude now; nothing is written."""
+    faces, minimum, small, reason = _min_per_class_rule(dataset=dataset, minimum=minimum)
+    return _preview(
+        dataset=dataset, faces=faces, reason=reason, params={"minimum": minimum, "classes": small}, sample=sample
+    )
+
+
+def faces_update_preview(
+    *, dataset: Dataset, faces: QuerySet, changes: dict, sample: int = PREVIEW_SAMPLE
+) -> ActionPreview:
+    """What `faces_update` with these changes would change among `faces` (a queryset: "all faces
+    matching the filter"): faces already in the target state are not counted, as they would not
+    change."""
+    clean = changes_validate(dataset=dataset, changes=changes)
+    changing = faces.filter(dataset=dataset).exclude(**clean)
+    reason = ", ".join(f"{FIELD_WORDS[k]}: {value_words(k, _value_str(v))}" for k, v in clean.items())
+    return _preview(dataset=dataset, faces=changing, reason=reason, params=clean, sample=sample)
+
+
+def faces_changing_count(*, dataset: Dataset, faces: QuerySet, changes: dict) -> int:
+    """How many of `faces` the changes would actually change (the guard's count)."""
+    clean = changes_validate(dataset=dataset, changes=changes)
+    return faces.filter(dataset=dataset).exclude(**clean).count()
+
+
+# --- Words for people -------------------------------------------------------------------------------
+
+FIELD_WORDS = {"label": "label", "is_unsure": "unsure", "is_excluded": "excluded", "split": "split"}
+
+
+def value_words(field_name: str, text: str) -> str:
+    """A stored event value as a person reads it: "" label -> unlabelled, "true" -> yes."""
+    if field_name in ("is_unsure", "is_excluded"):
+        return "yes" if text == "true" else "no"
+    if field_name == "split":
+        return text or "none"
+    return text or "unlabelled"
+
+
+def change_words(field_name: str, old: str, new: str) -> str:
+    """ "label: male → female", "excluded: yes → no"."""
+    return f"{FIELD_WORDS.get(field_name, field_name)}: {value_words(field_name, old)} → {value_words(field_name, new)}"
+
+
+def bulk_action_revert_preview(*, action: BulkAction, limit: int = 200) -> dict:
+    """What reverting `action` would do, per face, in words: the faces it gives back their earlier
+    values ("label: female → male", from now to after the revert) and the faces changed again
+    since (skipped by the revert, so no later change is lost), with what they are now."""
+    conflicts, restorable = bulk_action_conflicts(action=action)
+    conflicted = {c["face_id"] for c in conflicts}
+    events = list(
+        action.events.order_by("face_id", "id").values_list("face_id", "field", "old_value", "new_value")[:5000]
+    )
+    by_face: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+    for face_id, name, old, new in events:
+        by_face[face_id].append((name, old, new))
+    shown = [f for f in by_face if f not in conflicted][:limit]
+    shown_conflicts = sorted(conflicted)[:limit]
+    faces = Face.objects.filter(pk__in=[*shown, *shown_conflicts]).only("id", "crop", "dataset_id").in_bulk()
+    changes = [
+        {"face": faces[f], "changes": [change_words(n, new, old) for n, old, new in by_face[f]]}
+        for f in shown
+        if f in faces
+    ]
+    conflict_rows = []
+    conflicts_by_face: dict[int, list[dict]] = defaultdict(list)
+    for c in conflicts:
+        conflicts_by_face[c["face_id"]].append(c)
+    for f in shown_conflicts:
+        if f not in faces:
+            continue
+        conflict_rows.append(
+            {
+                "face": faces[f],
+                "changes": [
+                    f"{FIELD_WORDS[c['field']]}: this action set {value_words(c['field'], c['set_to'])}, "
+                    f"now {value_words(c['field'], c['now'])}, before it {value_words(c['field'], c['was'])}"
+                    for c in conflicts_by_face[f]
+                ],
+            }
+        )
+    return {
+        "restorable": restorable,
+        "changes": changes,
+        "conflicts": conflict_rows,
+        "conflict_faces": len(conflicted),
+        "more": max(0, len(by_face) - len(conflicted) - len(shown)),
+    }
 
 
 def _ratios_validate(ratios) -> tuple[float, float, float]:
@@ -542,8 +766,9 @@ def splits_assign(
 ) -> BulkAction:
     """Stratified, seeded train/val/test split of the included, labelled, sure faces.
 
-    Faces that must not straddle splits (near-duplicates by phash, the same known identity, the
-    same photo) form one group; groups are shuffled with the seed and dealt per class to the split
+    Faces that must not straddle splits (near-duplicates: same file, region pHash within
+    `duplicate_distance` bits or same-shot descriptors; the same known identity or identity cluster
+    of embeddings; the same photo) form one group; groups are shuffled with the seed and dealt per class to the split
     furthest below its target. A face whose split was set by hand keeps it, and its group follows
     it. Faces not eligible lose an automatic split. Same data + same seed = same split.
     """
@@ -602,23 +827,57 @@ def splits_assign(
     return action
 
 
-@transaction.atomic
-def duplicates_keep_one(
-    *, user: AbstractBaseUser | None, dataset: Dataset, keep: int, faces: Iterable[int]
-) -> BulkAction:
-    """Keep face `keep` of a near-duplicate group and exclude the others."""
-    ids = {int(f) for f in faces}
-    keep = int(keep)
+def duplicates_keep_check(*, dataset: Dataset, keep, faces: Iterable) -> tuple[int, list[int]]:
+    """(kept face, faces "keep this one" would exclude): the other faces of the group that are
+    near-duplicates of the kept face now (embeddings.duplicates) and still included. Raises
+    InvalidChange for a face outside the group or no longer a duplicate of it."""
+    from embeddings.selectors import dataset_duplicates
+
+    try:
+        ids = {int(f) for f in faces}
+        keep = int(keep)
+    except (TypeError, ValueError) as exc:
+        raise InvalidChange("Face ids must be whole numbers.") from exc
     if keep not in ids:
         raise InvalidChange(f"Face {keep} is not in this group.")
-    others = ids - {keep}
+    others = sorted(ids - {keep})
     if not others:
         raise NoFaces("The group has no other face to exclude.")
+    found = set(Face.objects.filter(dataset=dataset, pk__in=[keep, *others]).values_list("pk", flat=True))
+    missing = len({keep, *others} - found)
+    if missing:
+        raise InvalidChange(f"{missing} of the {len(ids)} face ids are not faces of this dataset.")
+    _, pairs = dataset_duplicates(dataset=dataset)
+    unmatched = [f for f in others if (min(f, keep), max(f, keep)) not in pairs]
+    if unmatched:
+        raise InvalidChange(
+            f"Face{'s' if len(unmatched) > 1 else ''} {', '.join(map(str, unmatched))} "
+            f"{'are' if len(unmatched) > 1 else 'is'} not a near-duplicate of face {keep} (any more); "
+            "reload the duplicates page."
+        )
+    included = set(Face.objects.filter(pk__in=others, is_excluded=False).values_list("pk", flat=True))
+    return keep, [f for f in others if f in included]
+
+
+@transaction.atomic
+def duplicates_keep_one(
+    *, user: AbstractBaseUser | None, dataset: Dataset, keep, faces: Iterable, confirmed_large: bool = False
+) -> BulkAction:
+    """Keep face `keep` of a near-duplicate group and exclude the others that are duplicates of
+    it (checked again here: the page may be old). Over CURATOR_MAX_ACTION_SHARE of the dataset it
+    needs `confirmed_large` (action_share_check)."""
+    keep, others = duplicates_keep_check(dataset=dataset, keep=keep, faces=faces)
+    if not others:
+        raise NoFaces("The other faces of this group are excluded already.")
+    action_share_check(dataset=dataset, face_count=len(others), confirmed_large=confirmed_large)
     qs, asked = _face_ids(dataset, others)
     rows = _lock_rows(qs)
     _check_found(rows, asked)
     action = _new_action(
-        user=user, dataset=dataset, kind=BulkAction.Kind.DEDUPLICATE, params={"kept": keep, "faces": sorted(ids)}
+        user=user,
+        dataset=dataset,
+        kind=BulkAction.Kind.DEDUPLICATE,
+        params={"kept": keep, "faces": sorted([keep, *others])},
     )
     _apply(
         action=action,

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 from pathlib import PurePosixPath
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
@@ -20,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from curator.models import Dataset, ImportBatch
 from curator.permissions import can_curate, get_dataset_for
-from labeling import filters, selectors, services
+from labeling import filters, selectors, services, similarity
 from labeling.extensions import prediction_provider
 from labeling.keys import class_keys_for
 from labeling.models import BulkAction
@@ -66,6 +68,7 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
             status = HTTPStatus.NOT_FOUND
         else:
             faces = selectors.faces_page(flt=flt, offset=(number - 1) * per_page, limit=per_page)
+            similarity.faces_attach_distances(faces=faces, values=flt.values, dataset=dataset)
             # Plain numbers, not a Page: the template must never evaluate the page's queryset.
             page = {
                 "number": number,
@@ -93,6 +96,7 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "per_page_choices": selectors.PER_PAGE_CHOICES,
             "batches": ImportBatch.objects.filter(dataset=dataset).order_by("-created_at")[:200],
             "metadata_keys": selectors.metadata_keys(dataset=dataset),
+            "metadata_columns": selectors.metadata_columns(dataset=dataset),
             "model_versions": _model_versions(dataset),
             "can_curate": can_curate(request.user, dataset),
             "page_query": _without(request.GET, "page"),
@@ -127,7 +131,46 @@ def face_detail(request: HttpRequest, dataset_id: int, face_id: int) -> HttpResp
     detail = selectors.face_detail(dataset=dataset, face_id=face_id, model_version=_chosen_version(dataset, request))
     if detail is None:
         raise Http404("No such face in this dataset.")
-    return render(request, "labeling/_face_detail.html", {"dataset": dataset, **detail})
+    # The grid sends its filter along, so the face page's previous/next follow the grid's order.
+    return render(
+        request,
+        "labeling/_face_detail.html",
+        {"dataset": dataset, **detail, "grid_query": _without(request.GET, "page")},
+    )
+
+
+@require_GET
+def face_page(request: HttpRequest, dataset_id: int, face_id: int) -> HttpResponse:
+    """The shareable page of one face. With the grid's filter in its query string, previous and
+    next walk that filter in the grid's order; without, they go by id."""
+    dataset = get_dataset_for(request.user, dataset_id)
+    query = _without(request.GET, "page", "per_page")
+    flt = None
+    if query:
+        flt = filters.face_filter(dataset=dataset, params=request.GET)
+        if flt.errors:
+            messages.error(
+                request, "The filter in this link is not valid, so previous/next go by id: " + " ".join(flt.errors)
+            )
+            flt, query = None, ""
+        elif not flt.values:  # only layout parameters (panels, size): every face, by id
+            flt = None
+    page = selectors.face_page(dataset=dataset, face_id=face_id, flt=flt)
+    if page is None:
+        raise Http404("No such face in this dataset.")
+    keys = class_keys_for(dataset)
+    return render(
+        request,
+        "labeling/face.html",
+        {
+            "dataset": dataset,
+            **page,
+            "query": query,
+            "filter_words": selectors.filter_words(flt.values) if flt else "",
+            "keys": keys,
+            "can_curate": can_curate(request.user, dataset),
+        },
+    )
 
 
 def _may_revert(user, dataset: Dataset, action: BulkAction) -> bool:
@@ -137,14 +180,30 @@ def _may_revert(user, dataset: Dataset, action: BulkAction) -> bool:
 
 @require_GET
 def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """Every action on the dataset, newest first, in words; narrowed by who (`user`: a username or
+    `me`), what (`kind`) and which face (`face`)."""
     dataset = get_dataset_for(request.user, dataset_id)
-    actions = selectors.bulk_actions(dataset=dataset)
-    who = request.GET.get("user", "")
-    if who == "me":
-        actions = actions.filter(user=request.user)
+    who, kind, face = request.GET.get("user", ""), request.GET.get("kind", ""), request.GET.get("face", "").strip()
+    status = HTTPStatus.OK
+    if kind and kind not in BulkAction.Kind.values:
+        messages.error(request, f"There is no kind of action “{kind}”; showing every kind.")
+        kind, status = "", HTTPStatus.BAD_REQUEST
+    face_id = None
+    if face:
+        if face.isdigit():
+            face_id = int(face)
+        else:
+            messages.error(request, f"“{face}” is not a face id; showing every face.")
+            face, status = "", HTTPStatus.BAD_REQUEST
+    actions = selectors.bulk_actions_filtered(
+        dataset=dataset,
+        user=request.user if who == "me" else None,
+        username="" if who == "me" else who,
+        kind=kind,
+        face_id=face_id,
+    )
     number = _page_number(request.GET.get("page"))
     paginator = Paginator(actions, 50)
-    status = HTTPStatus.OK
     if number is None or number > paginator.num_pages:
         messages.error(request, f"There is no page “{request.GET.get('page')}” of the history.")
         number, status = 1, HTTPStatus.NOT_FOUND
@@ -152,10 +211,28 @@ def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
     curator = can_curate(request.user, dataset)
     for action in page.object_list:
         action.may_revert = (curator or action.user_id == request.user.pk) and action.face_count > 0
+    from django.contrib.auth import get_user_model
+
+    people = (
+        get_user_model()
+        .objects.filter(pk__in=BulkAction.objects.filter(dataset=dataset).values("user_id"))
+        .order_by("username")
+        .values_list("username", flat=True)
+    )
     return render(
         request,
         "labeling/history.html",
-        {"dataset": dataset, "page": page, "who": who},
+        {
+            "dataset": dataset,
+            "page": page,
+            "rows": selectors.history_rows(actions=list(page.object_list)),
+            "who": who,
+            "kind": kind,
+            "face": face,
+            "kinds": BulkAction.Kind.choices,
+            "people": people,
+            "page_query": _without(request.GET, "page"),
+        },
         status=status,
     )
 
@@ -182,16 +259,15 @@ def revert(request: HttpRequest, dataset_id: int, action_id: int) -> HttpRespons
         return redirect("labeling:history", dataset_id=dataset.pk)
     if request.method != "GET":
         return HttpResponse(status=HTTPStatus.METHOD_NOT_ALLOWED)
-    conflicts, restorable = services.bulk_action_conflicts(action=action)
+    preview = services.bulk_action_revert_preview(action=action)
     return render(
         request,
         "labeling/revert.html",
         {
             "dataset": dataset,
             "action": action,
-            "conflicts": conflicts[:500],
-            "conflict_faces": len({c["face_id"] for c in conflicts}),
-            "restorable": restorable,
+            "params": selectors.action_params_words(action),
+            **preview,
             "already": action.reverted_by.first(),
         },
     )
@@ -231,15 +307,87 @@ def _done(request: HttpRequest, dataset: Dataset, text: str) -> HttpResponse:
     return redirect("labeling:overview", dataset_id=dataset.pk)
 
 
+def _thresholds(params) -> dict:
+    return {k: params.get(k, "") for k in services.RULE_FIELDS}
+
+
+def _rule_preview_page(request: HttpRequest, dataset: Dataset, *, title: str, action_url: str, hidden: dict, preview):
+    return render(
+        request,
+        "labeling/rule_preview.html",
+        {
+            "dataset": dataset,
+            "title": title,
+            "action_url": action_url,
+            "hidden": hidden,
+            "preview": preview,
+            "max_share": round(settings.CURATOR_MAX_ACTION_SHARE * 100, 1),
+        },
+    )
+
+
+@require_GET
+def rule_preview(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """What an exclusion rule would exclude (count, share, a sample), with the Confirm button;
+    nothing changes until it is pressed."""
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    thresholds = _thresholds(request.GET)
+    try:
+        preview = services.exclusion_rule_preview(dataset=dataset, thresholds=thresholds)
+    except services.LabelingError as exc:
+        messages.error(request, exc.message)
+        return redirect("labeling:overview", dataset_id=dataset.pk)
+    return _rule_preview_page(
+        request,
+        dataset,
+        title="Exclusion rule: "
+        + selectors.action_params_words(BulkAction(kind=BulkAction.Kind.RULE, params=preview.params)),
+        action_url=reverse("labeling:rule_apply", kwargs={"dataset_id": dataset.pk}),
+        hidden={k: v for k, v in thresholds.items() if v not in ("", None)},
+        preview=preview,
+    )
+
+
+@require_GET
+def min_per_class_preview(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    try:
+        preview = services.min_per_class_rule_preview(dataset=dataset, minimum=request.GET.get("minimum") or None)
+    except services.LabelingError as exc:
+        messages.error(request, exc.message)
+        return redirect("labeling:overview", dataset_id=dataset.pk)
+    classes = ", ".join(preview.params["classes"]) or "none"
+    return _rule_preview_page(
+        request,
+        dataset,
+        title=f"Minimum per class: exclude classes with fewer than {preview.params['minimum']} faces ({classes})",
+        action_url=reverse("labeling:min_per_class_apply", kwargs={"dataset_id": dataset.pk}),
+        hidden={"minimum": preview.params["minimum"]},
+        preview=preview,
+    )
+
+
+def _confirmed_large(request: HttpRequest) -> bool:
+    return request.POST.get("confirm_large") in ("1", "on", "true")
+
+
+def _needs_confirmation(request: HttpRequest, exc: services.NeedsConfirmation, preview_url: str, query: dict):
+    # Back to the preview, where the second confirmation (a checkbox) is shown.
+    messages.error(request, exc.message)
+    return redirect(f"{preview_url}?{urlencode(query)}")
+
+
 @require_POST
 def rule_apply(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _curator_post(request, dataset_id)
+    thresholds = _thresholds(request.POST)
     try:
         action = services.exclusion_rule_apply(
-            user=request.user,
-            dataset=dataset,
-            thresholds={k: request.POST.get(k, "") for k in services.RULE_FIELDS},
+            user=request.user, dataset=dataset, thresholds=thresholds, confirmed_large=_confirmed_large(request)
         )
+    except services.NeedsConfirmation as exc:
+        url = reverse("labeling:rule_preview", kwargs={"dataset_id": dataset.pk})
+        return _needs_confirmation(request, exc, url, {k: v for k, v in thresholds.items() if v})
     except services.LabelingError as exc:
         messages.error(request, exc.message)
         return redirect("labeling:overview", dataset_id=dataset.pk)
@@ -265,8 +413,14 @@ def min_per_class_apply(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _curator_post(request, dataset_id)
     try:
         action = services.min_per_class_rule_apply(
-            user=request.user, dataset=dataset, minimum=request.POST.get("minimum") or None
+            user=request.user,
+            dataset=dataset,
+            minimum=request.POST.get("minimum") or None,
+            confirmed_large=_confirmed_large(request),
         )
+    except services.NeedsConfirmation as exc:
+        url = reverse("labeling:min_per_class_preview", kwargs={"dataset_id": dataset.pk})
+        return _needs_confirmation(request, exc, url, {"minimum": request.POST.get("minimum", "")})
     except services.LabelingError as exc:
         messages.error(request, exc.message)
         return redirect("labeling:overview", dataset_id=dataset.pk)
@@ -320,15 +474,12 @@ def export_file_response(dataset: Dataset, name: str) -> FileResponse:
 
 @require_GET
 def duplicates(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """Near-duplicate groups (embeddings.duplicates), each pair with its distances."""
+    from embeddings import duplicates as tests
+    from embeddings.selectors import descriptor_progress
+
     dataset = get_dataset_for(request.user, dataset_id)
-    try:
-        distance = int(request.GET.get("distance", 6))
-        if not 0 <= distance <= 16:
-            raise ValueError
-    except ValueError:
-        messages.error(request, "The distance must be a whole number from 0 to 16 bits; showing 6.")
-        distance = 6
-    groups = selectors.duplicate_groups(dataset=dataset, max_distance=distance)
+    groups = selectors.duplicate_groups(dataset=dataset)
     only_conflicts = request.GET.get("conflicts") == "1"
     if only_conflicts:
         groups = [g for g in groups if g["conflict"]]
@@ -339,9 +490,44 @@ def duplicates(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "dataset": dataset,
             "groups": groups[:300],
             "group_count": len(groups),
-            "distance": distance,
             "only_conflicts": only_conflicts,
             "can_curate": can_curate(request.user, dataset),
+            "progress": descriptor_progress(dataset=dataset),
+            "hash_max_bits": tests.HASH_MAX_BITS,
+            "same_shot": tests.SAME_SHOT_DISTANCE,
+            "max_group": tests.MAX_GROUP,
+        },
+    )
+
+
+def _keep_params(params) -> tuple[str, list[str]]:
+    return params.get("keep", ""), [f for f in params.get("faces", "").split(",") if f.strip()]
+
+
+@require_GET
+def duplicates_keep_preview(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """What "keep this one" would exclude (count and thumbnails), with the Confirm button."""
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    keep, faces = _keep_params(request.GET)
+    try:
+        kept, others = services.duplicates_keep_check(dataset=dataset, keep=keep, faces=faces)
+    except services.LabelingError as exc:
+        messages.error(request, exc.message)
+        return redirect("labeling:duplicates", dataset_id=dataset.pk)
+    total = dataset.faces.count()
+    by_id = dataset.faces.only("id", "dataset", "label", "crop").in_bulk([kept, *others])
+    return render(
+        request,
+        "labeling/duplicates_keep_preview.html",
+        {
+            "dataset": dataset,
+            "kept": by_id.get(kept),
+            "excluded": [by_id[f] for f in others if f in by_id],
+            "count": len(others),
+            "faces": ",".join(map(str, [kept, *others])),
+            "percent": round(100 * len(others) / total, 1) if total else 0,
+            "needs_confirmation": len(others) > settings.CURATOR_MAX_ACTION_SHARE * total,
+            "max_share": round(settings.CURATOR_MAX_ACTION_SHARE * 100, 1),
         },
     )
 
@@ -350,15 +536,20 @@ def duplicates(request: HttpRequest, dataset_id: int) -> HttpResponse:
 def duplicates_keep(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id, curate=True)
     back = reverse("labeling:duplicates", kwargs={"dataset_id": dataset.pk})
+    keep, faces = _keep_params(request.POST)
+    if request.POST.get("confirm") != "1":
+        # Only the preview's Confirm button excludes; an old form goes through the preview first.
+        query = urlencode({"keep": keep, "faces": ",".join(faces)})
+        return redirect(reverse("labeling:duplicates_keep_preview", kwargs={"dataset_id": dataset.pk}) + "?" + query)
     try:
         action = services.duplicates_keep_one(
-            user=request.user,
-            dataset=dataset,
-            keep=request.POST.get("keep", ""),
-            faces=[f for f in request.POST.get("faces", "").split(",") if f.strip()],
+            user=request.user, dataset=dataset, keep=keep, faces=faces, confirmed_large=_confirmed_large(request)
         )
-    except (services.LabelingError, ValueError) as exc:
-        messages.error(request, getattr(exc, "message", "Face ids must be whole numbers."))
+    except services.NeedsConfirmation as exc:
+        url = reverse("labeling:duplicates_keep_preview", kwargs={"dataset_id": dataset.pk})
+        return _needs_confirmation(request, exc, url, {"keep": keep, "faces": ",".join(faces)})
+    except services.LabelingError as exc:
+        messages.error(request, exc.message)
         return redirect(back)
     messages.success(request, f"Kept face {action.params['kept']}; excluded {action.face_count} duplicate(s).")
     return redirect(back)

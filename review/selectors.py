@@ -153,8 +153,37 @@ def queue_items(*, model_version: ModelVersion | None = None, run: OutOfFoldRun 
     return [_prediction_item(row, model_version) for row in rows]
 
 
-def active_items(*, model_version: ModelVersion, limit: int = 60) -> list[QueueItem]:
+def active_items(*, model_version: ModelVersion, limit: int = 60, diverse: bool = False) -> list[QueueItem]:
+    """The head of the least-sure queue; `diverse`: a diverse sample of it instead (below)."""
+    if diverse:
+        return diverse_active_items(model_version=model_version, limit=limit)
     return [_prediction_item(row, model_version) for row in active_learning_queue(model_version=model_version)[:limit]]
+
+
+# Candidates a diverse sample picks from: this many times the faces shown, least sure first.
+DIVERSE_POOL = 8
+
+
+def diverse_active_items(*, model_version: ModelVersion, limit: int = 60) -> list[QueueItem]:
+    """Least-sure faces picked greedily so that no two shown are near-duplicates (descriptor
+    distance below embeddings.uniqueness.DIVERSE_MIN_DISTANCE): ten photos of one person from one
+    shoot teach a model about as much as one, and a reviewer should not label them ten times.
+    Faces without a descriptor yet are kept on their uncertainty alone."""
+    import numpy as np
+
+    from embeddings import selectors as embedding_selectors
+    from embeddings.uniqueness import diverse_pick
+
+    rows = list(active_learning_queue(model_version=model_version)[: limit * DIVERSE_POOL])
+    ids = [row.face_id for row in rows]
+    found, vectors = embedding_selectors.dataset_vectors(dataset=model_version.dataset, face_ids=ids)
+    position = {int(face_id): k for k, face_id in enumerate(found)}
+    matrix = np.full((len(ids), embedding_selectors.DIMENSIONS), np.nan, dtype=np.float32)
+    for k, face_id in enumerate(ids):
+        if face_id in position:
+            matrix[k] = vectors[position[face_id]]
+    picked = set(diverse_pick(ids, matrix, count=limit))
+    return [_prediction_item(row, model_version) for row in rows if row.face_id in picked]
 
 
 def _prediction_item(row: Prediction, model_version: ModelVersion) -> QueueItem:

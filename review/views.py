@@ -128,7 +128,8 @@ def active_queue(request: HttpRequest, dataset_id: int, version_id: int) -> Http
         {
             "dataset": dataset,
             "version": version,
-            "items": selectors.active_items(model_version=version),
+            "items": selectors.active_items(model_version=version, diverse=request.GET.get("diverse") == "1"),
+            "diverse": request.GET.get("diverse") == "1",
             "remaining": selectors.active_learning_queue(model_version=version).count(),
             "keys": keys,
             "keys_json": json.dumps(keys),
@@ -300,5 +301,5 @@ def retrain(request: HttpRequest, dataset_id: int, version_id: int) -> HttpRespo
     except ValueError as exc:  # the training service's refusals (too few faces, bad config, ...)
         messages.error(request, f"Not retrained: {exc}")
     else:
-        messages.success(request, f"Retraining v{version.number} with the same settings as training job {job.pk}.")
+        messages.success(request, f"Retraining from v{version.number}'s settings as training job {job.pk}.")
     return redirect("review:version_queue", dataset_id=dataset.pk, version_id=version.pk)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -204,7 +205,7 @@ def start_worker(transactional_db, media_root, tmp_path):
     Tests using it run outside a transaction so the worker sees their rows."""
     workers: list[WorkerProcess] = []
 
-    def start(queues: str = "align,train,predict", concurrency: int = 2, **env: str) -> WorkerProcess:
+    def start(queues: str = "align,train,predict,embed", concurrency: int = 2, **env: str) -> WorkerProcess:
         worker = WorkerProcess(media_root, tmp_path / f"worker-{len(workers)}.log", queues, concurrency, env)
         workers.append(worker)
         return worker
@@ -227,3 +228,21 @@ def copy_fixture_tree(tmp_path, fixture_faces):
         return root
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server process (moto), shared by the tests of one run."""
+    from tests.s3server import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_storage(s3_server, settings):
+    """This test's files go to a fresh private bucket instead of MEDIA_ROOT. Returns the server,
+    the bucket and the environment a worker host needs: `start_worker(**s3_storage.env)`."""
+    bucket = s3_server.create_bucket(f"curator-test-{time.time_ns()}")
+    settings.STORAGES = s3_server.storages_setting(bucket, django_settings.STORAGES)
+    return types.SimpleNamespace(server=s3_server, bucket=bucket, env=s3_server.env(bucket))

@@ -128,7 +128,25 @@ def with_intervals(metrics: dict) -> dict:
         name: {**b, "worst": fill(b.get("worst") or {}), "best": fill(b.get("best") or {})}
         for name, b in (metrics.get("bias") or {}).items()
     }
+    # Versions evaluated before the tie fix may pair a slice with itself: recompute from the rows.
+    if any(b["worst"].get("value") == b["best"].get("value") for b in metrics["bias"].values()):
+        metrics["bias"] = bias_summary(metrics["slices"])
     return metrics
+
+
+def class_errors(matrix: list[list[int]], classes: list[str]) -> list[dict]:
+    """Per class from the confusion matrix (rows: label, columns: prediction): its false
+    positives (predicted it, labelled otherwise) and false negatives (labelled it, predicted
+    otherwise)."""
+    out = []
+    for i, name in enumerate(classes):
+        if i >= len(matrix):
+            break
+        column = sum(row[i] for row in matrix if i < len(row))
+        out.append(
+            {"class": name, "false_positives": column - matrix[i][i], "false_negatives": sum(matrix[i]) - matrix[i][i]}
+        )
+    return out
 
 
 def slice_accuracy(correct: np.ndarray, slices: list[dict[str, str]]) -> dict[str, list[dict]]:
@@ -165,8 +183,10 @@ def bias_summary(slices: dict[str, list[dict]]) -> dict[str, dict]:
         big = [r for r in rows if r["n"] >= MIN_SLICE_SIZE]
         if len(big) < 2:
             continue
-        worst = min(big, key=lambda r: r["accuracy"])
-        best = max(big, key=lambda r: r["accuracy"])
+        # Sorted once, worst first: on a tie min() and max() both answered the first row, and the
+        # page said "blurry 0.759 vs blurry 0.759"; the two ends of one sort are two slices.
+        ordered = sorted(big, key=lambda r: r["accuracy"])
+        worst, best = ordered[0], ordered[-1]
         summary[name] = {
             "label": SLICE_NAMES.get(name, name),
             "gap": round(best["accuracy"] - worst["accuracy"], 6),

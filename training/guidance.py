@@ -305,7 +305,8 @@ def dataset_guidance(*, dataset) -> DatasetGuidance:
     from django.db.models import Count
 
     from curator.models import Face
-    from training.models import FaceDescriptor, ModelVersion
+    from embeddings.models import FaceDescriptor
+    from training.models import ModelVersion
 
     faces = Face.objects.filter(dataset=dataset, is_excluded=False, is_unsure=False, label__in=dataset.classes).exclude(
         crop=""
@@ -321,7 +322,7 @@ def dataset_guidance(*, dataset) -> DatasetGuidance:
     n_versions = ModelVersion.objects.filter(dataset=dataset).exclude(architecture=Architecture.ENSEMBLE).count()
     pretrained_error = ""
     if is_gender_pair(list(dataset.classes)):
-        from training import pretrained
+        from embeddings import pretrained
 
         ok, why = pretrained.available()
         pretrained_error = "" if ok else why

@@ -5,7 +5,7 @@
 
 What a model needs of a face depends on its architecture: the CNNs take the aligned crops (uint8
 RGB [N, H, W, 3], resized inside the graph the way training resized them), the embedding and
-pretrained models take training.features.FaceFeatures of the original photo, an ensemble takes
+pretrained models take embeddings.features.FaceFeatures of the original photo, an ensemble takes
 whatever its members take (`needs_crops`, `needs_features`). Keras forward passes are compiled
 once per model as a tf.function with a fixed input signature: calling a Keras model eagerly
 costs ~40 ms per call for the CNN here, the compiled graph ~8 ms, and `model.predict` adds its
@@ -130,7 +130,7 @@ class EmbeddingModel(KerasModel):
         return forward
 
     def predict(self, *, crops=None, features=None) -> np.ndarray:
-        from training.features import model_inputs
+        from embeddings.features import model_inputs
 
         if not features:
             return self._empty()
@@ -143,7 +143,7 @@ class PretrainedModel(LoadedModel):
     needs_features = True
 
     def __init__(self, version: ModelVersion):
-        from training import pretrained
+        from embeddings import pretrained
 
         super().__init__(version)
         if not pretrained.classes_supported(self.classes):
@@ -155,7 +155,7 @@ class PretrainedModel(LoadedModel):
         self.order = [pretrained.CLASSES.index(name) for name in self.classes]
 
     def predict(self, *, crops=None, features=None) -> np.ndarray:
-        from training import pretrained
+        from embeddings import pretrained
 
         if not features:
             return self._empty()

@@ -119,21 +119,6 @@ class Prediction(models.Model):
         indexes = [models.Index(fields=["model_version", "disagrees", "-confidence"])]
 
 
-class FaceDescriptor(models.Model):
-    """A face's features computed from its original photo (training.features), cached: dlib's
-    128-D descriptor of its own chip and of the mirrored chip, and the pretrained gender
-    network's probabilities."""
-
-    face = models.OneToOneField(Face, on_delete=models.CASCADE, related_name="descriptor")
-    vector = models.BinaryField(help_text="128 float32 values: descriptor of dlib's 150-px chip.")
-    vector_flipped = models.BinaryField(help_text="128 float32 values: descriptor of the mirrored chip.")
-    pretrained = models.BinaryField(
-        null=True, help_text="2 float32 values, female/male, of the pretrained network (null: it was unavailable)."
-    )
-    method = models.CharField(max_length=64, help_text="How it was computed (rows of another method are redone).")
-    source = models.CharField(max_length=600, help_text="Photo path and landmark box (stale if they differ).")
-
-
 class OutOfFoldRun(BackgroundJob):
     """k-fold training of the embedding model so every labelled face gets probabilities from a
     model that did not see it; ranked by confident learning."""

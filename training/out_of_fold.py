@@ -147,9 +147,9 @@ def out_of_fold_run_execute(*, run_id: int) -> OutOfFoldRun:
 def _execute(run: OutOfFoldRun, started: float) -> None:
     from sklearn.model_selection import StratifiedKFold
 
-    from training import pretrained
-    from training.descriptors import features_for_faces
-    from training.features import model_inputs
+    from embeddings import pretrained
+    from embeddings.descriptors import features_for_faces
+    from embeddings.features import model_inputs
 
     rows = list(out_of_fold_faces(dataset=run.dataset).filter(label__in=run.classes))
     classes = list(run.classes)

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from curator.api_errors import ApiError, ErrorSerializer
+from curator.throttling import PredictIPThrottle, PredictUserThrottle
 from training import serving
 
 
@@ -121,6 +122,9 @@ def read_image_bytes(request: Request) -> bytes:
 
 class PredictView(APIView):
     parser_classes = [MultiPartParser, RawImageParser]
+    # Per user and per client address (CURATOR_PREDICT_RATE, CURATOR_PREDICT_IP_RATE): 429 with
+    # Retry-After in the API's error shape.
+    throttle_classes = [PredictUserThrottle, PredictIPThrottle]
 
     @extend_schema(
         operation_id="predict",
@@ -148,6 +152,7 @@ class PredictView(APIView):
             409: OpenApiResponse(ERROR, description="No active model, or an inactive version (non-curators)."),
             413: OpenApiResponse(ERROR, description="Too many bytes or pixels."),
             415: OpenApiResponse(ERROR, description="The body is not an image."),
+            429: OpenApiResponse(ERROR, description="Too many requests; retry after `Retry-After` seconds."),
         },
         examples=[
             OpenApiExample(
@@ -199,6 +204,7 @@ class PredictAdd(APIView):
     page's "Add to the dataset" posts here."""
 
     parser_classes = [MultiPartParser]
+    throttle_classes = [PredictUserThrottle, PredictIPThrottle]
 
     @extend_schema(
         request={"multipart/form-data": OpenApiTypes.OBJECT},

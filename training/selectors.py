@@ -115,23 +115,55 @@ def versions_compare(*, a: ModelVersion, b: ModelVersion, limit: int = 300) -> d
 
 
 def _metric_rows(a: ModelVersion, b: ModelVersion) -> list[dict]:
+    """Rows of the comparison: `digits` to show (None: a count), and for the counts of faces the
+    grid parameters (`grid`, besides model=<version>) that select exactly those faces."""
     rows = []
-    for key, name in (
-        ("accuracy", "Test accuracy"),
-        ("balanced_accuracy", "Balanced accuracy"),
-        ("macro_f1", "Macro F1"),
-        ("roc_auc", "ROC AUC"),
-        ("ece", "Calibration error (ECE)"),
-        ("n_test", "Test faces"),
-        ("train_seconds", "Training seconds"),
-        ("best_epoch", "Best epoch"),
+    for key, name, digits in (
+        ("accuracy", "Test accuracy", 3),
+        ("balanced_accuracy", "Balanced accuracy", 3),
+        ("macro_f1", "Macro F1", 3),
+        ("roc_auc", "ROC AUC", 3),
+        ("ece", "Calibration error (ECE)", 3),
+        ("n_test", "Test faces", None),
+        ("train_seconds", "Training seconds", 1),
+        ("best_epoch", "Best epoch", None),
     ):
-        rows.append({"name": name, "a": a.metrics.get(key), "b": b.metrics.get(key)})
+        row = {"name": name, "a": a.metrics.get(key), "b": b.metrics.get(key), "digits": digits}
+        if key == "n_test":
+            row["grid"] = {"model_split": "test"}
+        rows.append(row)
+        if key == "n_test":
+            rows.append(
+                {
+                    "name": "Test errors",
+                    "a": _test_errors(a),
+                    "b": _test_errors(b),
+                    "digits": None,
+                    "grid": {"model_split": "test", "model_correct": "0"},
+                }
+            )
+    rows.append(
+        {
+            "name": "Disputed faces (prediction differs from the current label)",
+            "a": Prediction.objects.filter(model_version=a, disagrees=True).count(),
+            "b": Prediction.objects.filter(model_version=b, disagrees=True).count(),
+            "digits": None,
+            "grid": {"disagrees": "1"},
+        }
+    )
     for kind in sorted(set(a.metrics.get("bias", {})) | set(b.metrics.get("bias", {}))):
         ga = a.metrics.get("bias", {}).get(kind, {}).get("gap")
         gb = b.metrics.get("bias", {}).get(kind, {}).get("gap")
-        rows.append({"name": f"Accuracy gap across {kind.replace('_', ' ')}", "a": ga, "b": gb})
+        rows.append({"name": f"Accuracy gap across {kind.replace('_', ' ')}", "a": ga, "b": gb, "digits": 3})
     return rows
+
+
+def _test_errors(version: ModelVersion) -> int | None:
+    """Wrong predictions on the test split (accuracy is stored to 6 places: exact for any n here)."""
+    n, accuracy = version.metrics.get("n_test"), version.metrics.get("accuracy")
+    if not isinstance(n, int) or not isinstance(accuracy, (int, float)):
+        return None
+    return n - round(accuracy * n)
 
 
 # --- Predictions for labeling's grid and detail panel (see labeling/extensions.py) ---------------

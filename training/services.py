@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -211,13 +211,29 @@ def _job_start(job_id: int) -> TrainingJob | None:
     return job
 
 
+# Tries to record a job's end across a database restart (waits 1, 2, 4, 8, 10 s between them).
+FINISH_ATTEMPTS = 6
+
+
 def _job_finish(job_id: int, *, status: str, reporter: JobReporter, error: str = "", timings: dict | None = None):
     fields = {"status": status, "finished_at": timezone.now(), "phase": status, "log": reporter.log_text}
     if error:
         fields["error"] = error
     if timings is not None:
         fields["timings"] = timings
-    TrainingJob.objects.filter(pk=job_id).update(**fields)
+    # The job's end must be recorded even when the database just restarted (or failed over) and
+    # cut this process's connection: a new connection, a moment later, a few times; otherwise the
+    # job would stay "running" until the stale-job sweep fails it with a wrong reason.
+    for attempt in range(FINISH_ATTEMPTS):
+        try:
+            TrainingJob.objects.filter(pk=job_id).update(**fields)
+            return
+        except (OperationalError, InterfaceError):
+            if attempt == FINISH_ATTEMPTS - 1:
+                raise
+            logger.warning("training job %s: database unreachable, recording its end again", job_id)
+            connections["default"].close()
+            time.sleep(min(2**attempt, 10))
 
 
 def training_job_run(*, job_id: int) -> TrainingJob:
@@ -251,9 +267,10 @@ def training_job_run(*, job_id: int) -> TrainingJob:
     except Exception as exc:
         logger.exception("training job %s failed", job.pk)
         reporter.log_text += traceback.format_exc()
-        _job_finish(
-            job.pk, status=JobStatus.FAILED, reporter=reporter, error=f"{type(exc).__name__}: {exc}", timings=timings
-        )
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            error = f"The connection to the database was lost ({exc}); start the job again."
+        _job_finish(job.pk, status=JobStatus.FAILED, reporter=reporter, error=error, timings=timings)
     finally:
         heartbeat.stop.set()
         heartbeat.join(timeout=5)
@@ -278,7 +295,7 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
     if job.architecture in (Architecture.EMBEDDING, Architecture.PRETRAINED):
         # Every face of the dataset: training uses the labelled ones, predictions all of them.
         t = time.monotonic()
-        from training.descriptors import features_for_faces
+        from embeddings.descriptors import features_for_faces
 
         face_ids = list(job.dataset.faces.exclude(crop="").values_list("pk", flat=True))
         reporter.phase("computing descriptors", 0, len(face_ids))
@@ -374,7 +391,7 @@ def _fit(*, job: TrainingJob, config: dict, data: TrainingData, reporter: JobRep
     """Train the Keras architectures (embedding heads on `features`, CNNs on the crops)."""
     train, val = data.of_split("train"), data.of_split("val")
     if job.architecture == Architecture.EMBEDDING:
-        from training.features import model_inputs
+        from embeddings.features import model_inputs
 
         options = embedding_feature_options(config=config, classes=data.classes, features=features.values())
         inputs = {
@@ -410,7 +427,7 @@ def _fit(*, job: TrainingJob, config: dict, data: TrainingData, reporter: JobRep
 def embedding_feature_options(*, config: dict, classes: list[str], features) -> list[bool]:
     """Whether the embedding model may use the pretrained network's logit (True), not (False), or
     both to be chosen between on held-out data."""
-    from training import pretrained
+    from embeddings import pretrained
 
     wanted = config.get("pretrained_feature", "auto")
     usable = pretrained.classes_supported(classes) and all(f.pretrained is not None for f in features)
@@ -436,7 +453,7 @@ def embedding_feature_options(*, config: dict, classes: list[str], features) -> 
 def architecture_check(*, architecture: str, config: dict, dataset: Dataset, classes: list[str]) -> None:
     """What the data checks cannot see: the pretrained network's classes and availability, an
     ensemble's members. Raises TrainingDataError with the reason."""
-    from training import pretrained
+    from embeddings import pretrained
 
     if architecture == Architecture.PRETRAINED:
         if not pretrained.classes_supported(classes):
@@ -543,7 +560,7 @@ def model_version_evaluate(*, model_version: ModelVersion, data: TrainingData) -
     )
     test = [e for e in test if e.face_id in stored]
     index = {name: i for i, name in enumerate(model_version.classes)}
-    return evaluate(
+    metrics = evaluate(
         classes=model_version.classes,
         y_true=np.array([index[e.label] for e in test], dtype=np.int64),
         probabilities=np.array([stored[e.face_id] for e in test], dtype=np.float64).reshape(
@@ -551,6 +568,22 @@ def model_version_evaluate(*, model_version: ModelVersion, data: TrainingData) -
         ),
         slices=[e.metadata for e in test],
     )
+    metrics["identity_leakage"] = identity_leakage_measure(model_version=model_version, data=data, test=test)
+    return metrics
+
+
+def identity_leakage_measure(*, model_version: ModelVersion, data: TrainingData, test: list) -> dict | None:
+    """How many test faces share an identity cluster (embeddings.identities) with a training face:
+    their accuracy says little about unseen people. None when the clusters cannot be computed."""
+    from embeddings.selectors import identity_leakage
+    from embeddings.services import identity_clusters_update
+
+    try:
+        identity_clusters_update(dataset_id=model_version.dataset_id)
+    except Exception:  # the metrics must not fail because of this extra figure
+        logger.exception("identity clusters of dataset %s could not be computed", model_version.dataset_id)
+        return None
+    return identity_leakage(train_ids=[e.face_id for e in data.of_split("train")], test_ids=[e.face_id for e in test])
 
 
 class ActivationRefused(ValueError):
@@ -620,10 +653,10 @@ def predictions_compute(*, model_version: ModelVersion, batch_size: int = 256, p
 def faces_probabilities(*, models: list, rows: list[tuple[int, str]]) -> tuple[list[int], list[np.ndarray]]:
     """Each loaded model's probabilities of the faces (face id, crop path) it can see: the crops
     are read when a model takes crops, the photo features when it takes features (cached by
-    training.descriptors). Returns the face ids kept (crop and photo readable) and one
+    embeddings.descriptors). Returns the face ids kept (crop and photo readable) and one
     [len(kept), n_classes] array per model."""
-    from training.descriptors import features_for_faces
-    from training.features import decode_crop
+    from embeddings.descriptors import features_for_faces
+    from embeddings.features import decode_crop
 
     kept = [r for r, ok in zip(rows, _exist([r[1] for r in rows]), strict=True) if ok]
     features = None

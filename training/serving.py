@@ -214,8 +214,8 @@ def loaded_model(model_version: ModelVersion) -> LoadedModel:
     """The model version, loaded once per process (training.inference keeps it), its forward pass
     compiled and warmed up with one dummy face, so no real request pays for tracing the graph or
     reading dlib's and the pretrained network's files."""
+    from embeddings.pretrained import PretrainedModelError
     from training.inference import ModelUnavailable, load_model_version
-    from training.pretrained import PretrainedModelError
 
     key = (model_version.pk, model_version.artifact)
     served = _served.get(key)
@@ -328,7 +328,7 @@ def _classify(model: LoadedModel, rgb: np.ndarray, aligned: list, *, warm_up: bo
     """Probabilities of the aligned faces of one photo: crops for the CNNs, features of the photo
     (dlib's own chips) for the descriptor models; both for an ensemble that needs both."""
     from curator.faces.pipeline import landmark_box
-    from training.features import photo_features
+    from embeddings.features import photo_features
 
     height, width = rgb.shape[:2]
     if warm_up:  # one face framed by the whole (dummy) photo: loads and traces everything once

@@ -2,18 +2,24 @@
 curves, log, cancel), a version's evaluation, activation, and the comparison of two versions.
 Views parse, call a service or selector, and render; plots are SVG rendered here with matplotlib."""
 
+import hashlib
+import json
+from urllib.parse import urlencode
+
 from django.contrib import messages
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from curator.permissions import can_curate, get_dataset_for
 from training import guidance, selectors, services
 from training.config import ConfigError
 from training.data import TrainingDataError
-from training.evaluation import with_intervals
+from training.evaluation import class_errors, with_intervals
 from training.forms import TrainingJobForm
 from training.models import Architecture, ModelVersion
 
@@ -139,11 +145,100 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     return redirect("training:job_detail", job_id=job.pk)
 
 
+def grid_url(version: ModelVersion, **params: str) -> str:
+    """The labeling grid of the version's dataset showing `params` (its predictions: model=<id>)."""
+    base = reverse("labeling:grid", kwargs={"dataset_id": version.dataset_id})
+    return f"{base}?{urlencode({'model': version.pk, **params}, safe=':')}"
+
+
+def _test_grid(version: ModelVersion, **params: str) -> str:
+    """Faces of the version's test split as it was evaluated (its snapshot), narrowed by params."""
+    return grid_url(version, model_split="test", **params)
+
+
+def _calibration_query(b: dict) -> dict:
+    # As evaluation.evaluate bins: the first bin is [0, high], the others (low, high].
+    lower = {"min_conf": "0"} if not b["low"] else {"conf_above": str(b["low"])}
+    return {**lower, "max_conf": str(b["high"])}
+
+
+def _drilldown_plots(version: ModelVersion, metrics: dict) -> list[tuple[str, str]]:
+    """The evaluation plots as inline SVG whose cells, bars and bins link to the grid. Cached by
+    the version and its metrics (they only change when the version is evaluated again)."""
+    from training import plots
+
+    digest = hashlib.sha1(json.dumps(metrics, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = f"training:drilldown:{version.pk}:{digest}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    out = []
+    matrix = metrics.get("confusion_matrix")
+    if matrix:
+        classes = version.classes
+        svg = plots.confusion_svg(
+            matrix,
+            classes,
+            link=lambda i, j: _test_grid(version, model_label=classes[i], predicted=classes[j]),
+        )
+        out.append(("confusion", plots.inline(svg)))
+    svg = plots.calibration_svg(
+        metrics.get("calibration", []), link=lambda b: _test_grid(version, **_calibration_query(b))
+    )
+    out.append(("calibration", plots.inline(svg)))
+    svg = plots.slices_svg(
+        metrics.get("slices", {}),
+        metrics.get("accuracy"),
+        link=lambda kind, row: _test_grid(version, model_slice=f"{kind}:{row['value']}"),
+    )
+    out.append(("slices", plots.inline(svg)))
+    cache.set(key, out, 3600)
+    return out
+
+
+def _slice_rows(version: ModelVersion, slices: dict) -> dict[str, list[dict]]:
+    """Slice rows with the grid links of their test faces and of their errors."""
+    out = {}
+    for kind, rows in slices.items():
+        out[kind] = []
+        for r in rows:
+            query = {"model_slice": f"{kind}:{r['value']}"}
+            out[kind].append(
+                {
+                    **r,
+                    "errors": r["n"] - round(r["accuracy"] * r["n"]),
+                    "url": _test_grid(version, **query),
+                    "errors_url": _test_grid(version, **query, model_correct="0"),
+                }
+            )
+    return out
+
+
+def _class_rows(version: ModelVersion, metrics: dict) -> list[dict]:
+    """Per class: precision/recall and its false positives / negatives, linked to the grid."""
+    errors = {e["class"]: e for e in class_errors(metrics.get("confusion_matrix") or [], version.classes)}
+    rows = []
+    for row in metrics.get("per_class", []):
+        e = errors.get(row["class"], {})
+        rows.append(
+            {
+                **row,
+                "false_positives": e.get("false_positives"),
+                "false_negatives": e.get("false_negatives"),
+                "support_url": _test_grid(version, model_label=row["class"]),
+                "fp_url": _test_grid(version, predicted=row["class"], model_correct="0"),
+                "fn_url": _test_grid(version, model_label=row["class"], model_correct="0"),
+            }
+        )
+    return rows
+
+
 def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     version = selectors.version_for(request.user, version_id)
     # Versions evaluated before intervals were stored get them computed from accuracy and n.
     metrics = with_intervals(version.metrics or {})
     others = selectors.dataset_versions(dataset=version.dataset).exclude(pk=version.pk)
+    n_test, accuracy = metrics.get("n_test"), metrics.get("accuracy")
     return render(
         request,
         "training/version_detail.html",
@@ -151,10 +246,21 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
             "dataset": version.dataset,
             "version": version,
             "metrics": metrics,
-            "per_class": metrics.get("per_class", []),
+            "per_class": _class_rows(version, metrics),
             "bias": metrics.get("bias", {}),
-            "slices": metrics.get("slices", {}),
+            "slices": _slice_rows(version, metrics.get("slices", {})),
             "plots": VERSION_PLOTS,
+            "inline_plots": _drilldown_plots(version, metrics),
+            "drill": {
+                "has_snapshot": bool(version.snapshot),
+                "test_url": _test_grid(version),
+                "errors": n_test - round(accuracy * n_test)
+                if isinstance(n_test, int) and accuracy is not None
+                else None,
+                "errors_url": _test_grid(version, model_correct="0"),
+                "disputed": selectors.version_predictions(model_version=version).filter(disagrees=True).count(),
+                "disputed_url": grid_url(version, disagrees="1"),
+            },
             "others": others,
             "members": selectors.ensemble_members(version=version),
             "settings": selectors.version_settings(version=version),
@@ -235,5 +341,11 @@ def version_compare(request: HttpRequest, dataset_id: int) -> HttpResponse:
             raise Http404("No such version.")
         a = get_object_or_404(ModelVersion, dataset=dataset, pk=int(a_id))
         b = get_object_or_404(ModelVersion, dataset=dataset, pk=int(b_id))
-        context.update(a=a, b=b, comparison=selectors.versions_compare(a=a, b=b))
+        comparison = selectors.versions_compare(a=a, b=b)
+        # Counts of faces link to the grid of exactly those faces, per version.
+        for row in comparison["metric_rows"]:
+            if "grid" in row:
+                row["a_url"] = grid_url(a, **row["grid"])
+                row["b_url"] = grid_url(b, **row["grid"])
+        context.update(a=a, b=b, comparison=comparison, differ_url=grid_url(a, differs_from=str(b.pk)))
     return render(request, "training/compare.html", context)

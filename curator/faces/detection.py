@@ -86,6 +86,37 @@ def _raw_detect(
         return list(zip(rects, (float(s) for s in scores), strict=True))
 
 
+def boxes_in_original(
+    found: list[tuple[dlib.rectangle, float]], back: float, width: int, height: int
+) -> list[Detection]:
+    """dlib's boxes on a copy scaled by 1/back, in the original's pixels, clipped to it."""
+    boxes = []
+    for rect, score in found:
+        # dlib rectangles are inclusive; ours are exclusive on the right and bottom.
+        left = max(0, round(rect.left() * back))
+        top = max(0, round(rect.top() * back))
+        right = min(width, round((rect.right() + 1) * back))
+        bottom = min(height, round((rect.bottom() + 1) * back))
+        if right - left >= 2 and bottom - top >= 2:
+            boxes.append(Detection(left, top, right, bottom, score))
+    return boxes
+
+
+def detect_on_copy(
+    small: np.ndarray,
+    back: float,
+    *,
+    width: int,
+    height: int,
+    detector: str = HOG,
+    upsample: int = 1,
+    threshold: float = 0.0,
+) -> list[Detection]:
+    """Faces on a scaled copy (grey for HOG, RGB for the CNN) of a width x height photo."""
+    found = _raw_detect(np.ascontiguousarray(small), detector, upsample, threshold)
+    return boxes_in_original(found, back, width, height)
+
+
 def detect(
     rgb: np.ndarray, *, detector: str = HOG, upsample: int = 1, max_side: int = 1024, threshold: float = 0.0
 ) -> list[Detection]:
@@ -99,16 +130,9 @@ def detect(
         # much to scale down.
         source = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     small, back = downscale(source, max_side)
-    found = []
-    for rect, score in _raw_detect(np.ascontiguousarray(small), detector, upsample, threshold):
-        # dlib rectangles are inclusive; ours are exclusive on the right and bottom.
-        left = max(0, round(rect.left() * back))
-        top = max(0, round(rect.top() * back))
-        right = min(width, round((rect.right() + 1) * back))
-        bottom = min(height, round((rect.bottom() + 1) * back))
-        if right - left >= 2 and bottom - top >= 2:
-            found.append(Detection(left, top, right, bottom, score))
-    return found
+    return detect_on_copy(
+        small, back, width=width, height=height, detector=detector, upsample=upsample, threshold=threshold
+    )
 
 
 def detect_padded(

@@ -9,7 +9,9 @@ transaction, so a redelivered chunk skips what was already done and nothing is c
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from curator.models import AlignmentJob, Dataset, Face, ImportBatch, SourceImage
+from curator.signals import faces_aligned
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +40,56 @@ FLUSH_EVERY_IMAGES = 8
 FLUSH_EVERY_SECONDS = 1.0
 # Two boxes of the same photo are "the same face" (keeping its human label) above this overlap.
 SAME_FACE_IOU = 0.5
+# Writing a crop failed because the disk or quota is full: the image's outcome, not a retry.
+STORAGE_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # Face fields a person sets; kept when a re-run finds the same face again.
 HUMAN_FIELDS = ("is_unsure", "is_excluded", "exclusion_reason", "split", "split_manual")
 
 
 # --- Starting a job -------------------------------------------------------------------------------
 
+# Chunks per worker process over a job: more chunks balance better (a slow photo delays one
+# small chunk only), fewer cost fewer task round trips.
+CHUNKS_PER_WORKER = 2
+# A streaming import hands its new images to the workers at least this often, so they start
+# at once even while it reads large files.
+FEED_EVERY_SECONDS = 0.5
+# ... and keeps its job's and batch's heartbeat at least this fresh.
+HEARTBEAT_EVERY_SECONDS = 2.0
 
-def _chunks(ids: list[int], size: int) -> Iterable[list[int]]:
-    size = max(1, size)
-    for start in range(0, len(ids), size):
+
+def chunk_size_for(remaining: int, *, workers: int | None = None, largest: int | None = None) -> int:
+    """Guided chunking: a share of what is left per worker process, between 1 and the largest
+    chunk (CURATOR_ALIGN_CHUNK_SIZE). Big chunks while much is left, small ones at the end, so
+    every process finishes at about the same time (no 16+4 split leaving one idle)."""
+    workers = max(1, workers or settings.CURATOR_ALIGN_WORKERS)
+    largest = max(1, largest or settings.CURATOR_ALIGN_CHUNK_SIZE)
+    return max(1, min(largest, -(-remaining // (workers * CHUNKS_PER_WORKER))))
+
+
+def chunk_sizes(count: int, *, workers: int | None = None, largest: int | None = None) -> list[int]:
+    """The sizes a job of `count` images is split into (see chunk_size_for)."""
+    sizes = []
+    while count > 0:
+        size = chunk_size_for(count, workers=workers, largest=largest)
+        sizes.append(size)
+        count -= size
+    return sizes
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    start = 0
+    for size in chunk_sizes(len(ids)):
         yield ids[start : start + size]
+        start += size
 
 
-def _queue_chunks(job_id: int, image_ids: list[int]) -> None:
+def _queue_chunks(job_id: int, image_ids: list[int], *, split: bool = True) -> None:
+    """Queue the images as guided chunks, or (split=False) as the one chunk a streaming import
+    already sized."""
     from curator.tasks import align_chunk
 
-    for chunk in _chunks(image_ids, settings.CURATOR_ALIGN_CHUNK_SIZE):
+    for chunk in _chunks(image_ids) if split else [image_ids]:
         align_chunk.delay(job_id, chunk)
 
 
@@ -90,6 +126,123 @@ def alignment_job_start(
         else:
             transaction.on_commit(lambda: _queue_chunks(job.pk, image_ids))
     return job
+
+
+# --- Streaming from an import ---------------------------------------------------------------------
+
+
+def alignment_job_open_for_import(*, batch: ImportBatch) -> AlignmentJob:
+    """The job an import feeds while it reads its files. It is running from the start (its
+    import is its first worker and keeps its heartbeat), its total grows with each handed-over
+    chunk, and it cannot finish before alignment_job_close_import."""
+    from curator.faces.pipeline import AlignOptions
+
+    now = timezone.now()
+    user = batch.created_by
+    return AlignmentJob.objects.create(
+        dataset=batch.dataset,
+        batch=batch,
+        created_by=user if user is not None and user.is_active else None,
+        options=AlignOptions.from_dataset(batch.dataset).as_dict(),
+        status=AlignmentJob.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        import_open=True,
+    )
+
+
+def alignment_job_add_images(*, job_id: int, image_ids: list[int]) -> None:
+    """Hand newly imported images to an open job and queue their chunks once this commits."""
+    if not image_ids:
+        return
+    with transaction.atomic():
+        # An "align again" started meanwhile may have taken some: they stay with that job.
+        ids = list(
+            SourceImage.objects.filter(
+                pk__in=image_ids, alignment_job__isnull=True, status=SourceImage.Status.PENDING
+            ).values_list("pk", flat=True)
+        )
+        SourceImage.objects.filter(pk__in=ids).update(alignment_job_id=job_id)
+        AlignmentJob.objects.filter(pk=job_id).update(total=F("total") + len(ids), heartbeat_at=timezone.now())
+        if ids:
+            transaction.on_commit(lambda: _queue_chunks(job_id, ids, split=False))
+
+
+def alignment_job_close_import(*, job_id: int, batch_id: int) -> None:
+    """The import is over (finished, failed or lost): hand over the images it stored but had not
+    handed over yet, close the job to new images, and finish it if every chunk is done."""
+    with transaction.atomic():
+        job = AlignmentJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or not job.import_open:
+            return
+        left = list(
+            SourceImage.objects.filter(
+                batch_id=batch_id, alignment_job__isnull=True, status=SourceImage.Status.PENDING
+            ).values_list("pk", flat=True)
+        )
+        if left:
+            SourceImage.objects.filter(pk__in=left).update(alignment_job=job)
+        AlignmentJob.objects.filter(pk=job_id).update(
+            import_open=False, total=F("total") + len(left), heartbeat_at=timezone.now()
+        )
+        transaction.on_commit(lambda: _queue_chunks(job_id, left))
+    _finish_if_complete(job_id)
+
+
+class ImportAlignmentFeed:
+    """Hands the images an import stores to one alignment job while the import goes on: a
+    chunk is queued (after its rows commit) whenever enough images wait (guided by how many
+    files are left) or FEED_EVERY_SECONDS have passed, so the align workers start at once and
+    the import's time hides behind alignment. The job is opened on the first stored image (an
+    import of duplicates only gets none). `tick()` between files keeps the job's and the
+    batch's heartbeat fresh, so the stale sweep can tell a lost import from a slow one."""
+
+    def __init__(self, *, batch: ImportBatch):
+        self.batch = batch
+        self.job: AlignmentJob | None = None
+        self.waiting: list[int] = []
+        self.first_waiting_at = 0.0
+        self.last_beat = time.monotonic()
+
+    def add(self, image_id: int, *, files_left: int) -> None:
+        if not self.waiting:
+            self.first_waiting_at = time.monotonic()
+        self.waiting.append(image_id)
+        if len(self.waiting) >= chunk_size_for(files_left + len(self.waiting)):
+            self.flush()
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.waiting and now - self.first_waiting_at >= FEED_EVERY_SECONDS:
+            self.flush()
+        elif now - self.last_beat >= HEARTBEAT_EVERY_SECONDS:
+            self._beat()
+
+    def flush(self) -> None:
+        if self.waiting:
+            if self.job is None:
+                self.job = alignment_job_open_for_import(batch=self.batch)
+            alignment_job_add_images(job_id=self.job.pk, image_ids=self.waiting)
+            self.waiting = []
+        self._beat()
+
+    def _beat(self) -> None:
+        now = timezone.now()
+        ImportBatch.objects.filter(pk=self.batch.pk).update(heartbeat_at=now)
+        if self.job is not None:
+            AlignmentJob.objects.filter(pk=self.job.pk, import_open=True).update(heartbeat_at=now)
+        self.last_beat = time.monotonic()
+
+    def close(self) -> AlignmentJob | None:
+        """Hand over what waits and close the job (or open one for images a lost feed left)."""
+        if self.job is None and self.waiting:
+            self.job = alignment_job_open_for_import(batch=self.batch)
+        if self.job is not None:
+            self.waiting = []  # the close hands over every image of the batch not handed over yet
+            alignment_job_close_import(job_id=self.job.pk, batch_id=self.batch.pk)
+        return self.job
 
 
 # --- Processing a chunk (in a worker) -----------------------------------------------------------
@@ -139,12 +292,14 @@ def _delete_files(paths: Iterable[str]) -> None:
 def _align_image(image: SourceImage, job_id: int, options) -> _Outcome:
     """Load, detect and align one image and store its crops. Faults of the image itself become
     its outcome; faults of the infrastructure (database, broker) propagate so the task retries."""
-    from curator.faces.pipeline import detect_and_align
-    from curator.images import ImageRejected, load_rgb
+    from curator.faces.pipeline import align_photo, load_photo
+    from curator.images import ImageRejected
 
     try:
         with default_storage.open(image.file, "rb") as handle:
-            rgb = load_rgb(handle)
+            # Decoded only as finely as detection needs (a JPEG at 1/2-1/8 when it is large);
+            # finer pixels are decoded later only for faces that need them.
+            photo = load_photo(handle, options)
     except FileNotFoundError:
         return _Outcome(image, SourceImage.Status.ERROR, "the original file is missing from storage")
     except ImageRejected as exc:
@@ -152,19 +307,34 @@ def _align_image(image: SourceImage, job_id: int, options) -> _Outcome:
     except MemoryError:
         return _Outcome(image, SourceImage.Status.ERROR, "not enough memory to decode this image")
     try:
-        faces = detect_and_align(rgb, options)
+        aligned = align_photo(photo, options)
+        faces = aligned.faces
     except MemoryError:
         return _Outcome(image, SourceImage.Status.ERROR, "not enough memory to align this image")
     except Exception as exc:  # any failure of the pipeline is this image's outcome
         logger.exception("alignment of image %s failed", image.pk)
         return _Outcome(image, SourceImage.Status.ERROR, f"alignment failed: {type(exc).__name__}: {exc}")
     if not faces:
-        return _Outcome(image, SourceImage.Status.NO_FACE, "no face found")
-    paths = face_crops_save(image=image, aligned_faces=faces, run=f"j{job_id}")
+        # With the whole-photo fallback: why the photo was not kept whole (the face check).
+        reason = f"no face found; {aligned.note}" if aligned.note else "no face found"
+        return _Outcome(image, SourceImage.Status.NO_FACE, reason)
+    try:
+        paths = face_crops_save(image=image, aligned_faces=faces, run=f"j{job_id}")
+    except OSError as exc:
+        if exc.errno not in STORAGE_FULL_ERRNOS:
+            raise  # a passing fault of the storage: the chunk is retried
+        # Retrying cannot help until someone frees space: the image gets the reason, so it can be
+        # aligned again later. Crops stored before the failure are swept as orphans.
+        return _Outcome(
+            image,
+            SourceImage.Status.ERROR,
+            f"could not store the aligned crop: {os.strerror(exc.errno)} (the storage is full; free space "
+            "and align again)",
+        )
     count = len(faces)
     reason = f"{count} face{'s' if count != 1 else ''}"
     if faces[0].whole_image:
-        reason = "no detection; the whole photo is kept as the face"
+        reason = f"no detection; the whole photo is kept as the face ({aligned.note})"
     return _Outcome(image, SourceImage.Status.ALIGNED, reason, faces, paths)
 
 
@@ -292,6 +462,8 @@ def aligned_photo_store(
             faces = Face.objects.bulk_create(faces)
             if faces_added is not None:
                 faces_added(image, faces)
+            if faces:
+                faces_aligned.send(sender=Face, dataset_ids={dataset.pk}, face_ids=[f.pk for f in faces])
     except Exception:
         _delete_files(saved_paths)
         raise
@@ -375,14 +547,18 @@ def _write_outcomes(job_id: int, outcomes: list[_Outcome]) -> None:
             heartbeat_at=now,
         )
         transaction.on_commit(lambda: _delete_files(files_to_delete))
+        aligned_ids = [face.pk for face in to_update + to_create if face.pk]
+        if aligned_ids:
+            # Descriptors and the like are the apps above's business (embeddings/apps.py).
+            faces_aligned.send(sender=Face, dataset_ids={o.image.dataset_id for o in keep}, face_ids=aligned_ids)
 
 
 def _finish_if_complete(job_id: int) -> None:
     """Mark the job done once none of its images is pending any more."""
     with transaction.atomic():
         job = AlignmentJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.is_finished:
-            return
+        if job is None or job.is_finished or job.import_open:
+            return  # an open job's import is still adding images
         if SourceImage.objects.filter(alignment_job_id=job_id, status=SourceImage.Status.PENDING).exists():
             return
         now = timezone.now()
@@ -451,6 +627,36 @@ def alignment_chunk_process(*, job_id: int, image_ids: list[int]) -> int:
 # --- Orphaned jobs ------------------------------------------------------------------------------
 
 
+def _close_lost_import(job: AlignmentJob, now) -> None:
+    """Inside the stale check's transaction: fail the job's lost import and hand its stored but
+    not yet handed-over images to the job, which then resumes as any orphaned job does."""
+    lost_import_fail(batch_id=job.batch_id, now=now)
+    left = SourceImage.objects.filter(
+        batch_id=job.batch_id, alignment_job__isnull=True, status=SourceImage.Status.PENDING
+    ).values_list("pk", flat=True)
+    added = SourceImage.objects.filter(pk__in=list(left)).update(alignment_job=job)
+    AlignmentJob.objects.filter(pk=job.pk).update(import_open=False, total=F("total") + added)
+    job.import_open = False
+
+
+def lost_import_fail(*, batch_id: int | None, now) -> bool:
+    """Mark an import whose worker was lost as failed, saying what to do; False if it was not
+    importing any more."""
+    if batch_id is None:
+        return False
+    return bool(
+        ImportBatch.objects.filter(pk=batch_id, status=ImportBatch.Status.RECEIVING).update(
+            status=ImportBatch.Status.FAILED,
+            finished_at=now,
+            error=(
+                f"The import stopped: its worker stopped reporting for {settings.CURATOR_JOB_STALE_SECONDS} s "
+                "(stopped or lost). The photos it stored are aligned; import the same files again to add "
+                "the rest (those already in are reported as duplicates)."
+            ),
+        )
+    )
+
+
 def alignment_job_check_stale(*, job: AlignmentJob) -> AlignmentJob:
     """Resume (re-queue unfinished images) or fail a job whose workers stopped reporting.
 
@@ -482,6 +688,10 @@ def alignment_job_check_stale(*, job: AlignmentJob) -> AlignmentJob:
         now = timezone.now()
         if locked.status != AlignmentJob.Status.RUNNING or now - last_sign < stale_after:
             return locked  # someone else resumed it, or it came back to life
+        if locked.import_open:
+            # Its import keeps the heartbeat fresh while it reads files: it was lost with its
+            # worker. The batch says so, and what it stored is aligned like the rest.
+            _close_lost_import(locked, now)
         pending = SourceImage.objects.filter(alignment_job=locked, status=SourceImage.Status.PENDING)
         pending_ids = list(pending.order_by("id").values_list("id", flat=True))
         if not pending_ids:

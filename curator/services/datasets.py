@@ -1,5 +1,7 @@
 """Create and delete datasets."""
 
+import contextlib
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
@@ -38,7 +40,7 @@ def _delete_storage_tree(prefix: str) -> None:
         default_storage.delete(f"{prefix}/{name}")
     for folder in folders:
         _delete_storage_tree(f"{prefix}/{folder}")
-    if hasattr(default_storage, "path"):  # local storage leaves empty folders behind
-        import shutil
-
-        shutil.rmtree(default_storage.path(prefix), ignore_errors=True)
+    # Deleting the emptied prefix removes the folder of a file system storage (an object store
+    # has no folders and ignores it).
+    with contextlib.suppress(OSError):
+        default_storage.delete(prefix)

@@ -1,24 +1,33 @@
 """Import photos into a dataset from uploaded files, zip archives (streamed member by member,
 never unpacked to disk) or a server folder under CURATOR_IMPORT_ROOTS.
 
-Each file is read, hashed, fully decoded (so truncated or fake images are caught now, not
-during alignment), stored unchanged once per dataset by sha256, and given a label from
+Browser uploads are only stored (under a staging prefix, through the storage API) by the
+request, which returns at once; a task on the `import` queue imports them, as it does server
+folders. Each file is read, hashed, fully decoded (so truncated or fake images are caught now,
+not during alignment), stored unchanged once per dataset by sha256, and given a label from
 labels.csv, its UTKFace name or its folder. A bad file becomes a line in the batch report and
-the rest of the batch imports; each file is committed on its own so nothing is lost midway."""
+the rest of the batch imports; each file is committed on its own so nothing is lost midway.
+Stored photos are handed to an alignment job in chunks while the import goes on
+(curator.services.alignment.ImportAlignmentFeed), so the align workers start at once."""
 
 import hashlib
+import json
 import logging
 import os
+import shutil
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
+from tempfile import SpooledTemporaryFile
 from typing import BinaryIO
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -27,6 +36,8 @@ from django.utils import timezone
 from curator.images import ImageRejected, decode
 from curator.labels import CSV_NAMES, CsvLabels, LabelFinder
 from curator.models import Dataset, ImportBatch, ImportIssue, SourceImage
+from curator.storage import STORAGE_ERRORS
+from curator.uploads import UPLOAD_MEMORY_BUDGET
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +47,10 @@ MAX_COMPRESSION_RATIO = 200
 
 class ImportRefused(Exception):
     """The whole import cannot start (e.g. a folder outside CURATOR_IMPORT_ROOTS)."""
+
+
+class StoreFailed(Exception):
+    """Storage refused one file (full, unreachable): that file's outcome, not the batch's."""
 
 
 @dataclass
@@ -111,29 +126,32 @@ def zip_candidates(handle: BinaryIO, *, prefix: str = "") -> Iterator[Candidate]
         yield Candidate(shown, read, info.file_size, problem)
 
 
-def upload_candidates(files: Iterable) -> Iterator[Candidate]:
-    for upload in files:
-        name = upload.name or "upload"
-        if _is_zip_name(name) or (upload.size >= 4 and _peek(upload) == b"PK\x03\x04"):
-            upload.seek(0)
-            yield from zip_candidates(upload.file, prefix=f"{name}/" if len(files) > 1 else "")
-            continue
-        problem = ""
-        if upload.size > settings.CURATOR_MAX_UPLOAD_BYTES:
-            problem = f"{upload.size:,} bytes, more than CURATOR_MAX_UPLOAD_BYTES"
-
-        def read(upload=upload) -> bytes:
-            upload.seek(0)
-            return upload.read()
-
-        yield Candidate(name, read, upload.size, problem)
+ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _peek(upload) -> bytes:
-    upload.seek(0)
-    head = upload.read(4)
-    upload.seek(0)
-    return head
+def staged_candidates(batch: ImportBatch, stack: ExitStack) -> list[Candidate]:
+    """The files of a browser upload, read back from storage (see import_upload_stage): members
+    of each request's bundle, and uploaded zips listed member by member (`stack` keeps what is
+    opened open while the candidates are read)."""
+    entries = staged_entries(batch)
+    many = len(entries) > 1
+    bundles: dict[str, zipfile.ZipFile] = {}
+    out: list[Candidate] = []
+    for entry in entries:
+        name, path, size = entry["name"], entry.get("path", ""), entry["size"]
+        try:
+            if entry.get("problem"):
+                out.append(Candidate(name, lambda: b"", size, entry["problem"]))
+            elif entry.get("member"):
+                if path not in bundles:
+                    bundles[path] = zipfile.ZipFile(stack.enter_context(default_storage.open(path, "rb")))
+                out.append(Candidate(name, lambda z=bundles[path], m=entry["member"]: z.read(m), size))
+            else:  # an uploaded zip, stored as it came
+                handle = stack.enter_context(default_storage.open(path, "rb"))
+                out += zip_candidates(handle, prefix=f"{name}/" if many else "")
+        except (OSError, zipfile.BadZipFile) as exc:  # the staged copy is gone or storage failed
+            out.append(Candidate(name, lambda: b"", 0, f"could not be read back from storage ({exc})"))
+    return out
 
 
 def folder_candidates(root: Path) -> Iterator[Candidate]:
@@ -170,22 +188,189 @@ def resolve_import_folder(path: str) -> Path:
     return folder
 
 
+# --- Browser uploads: storage first, then a task -----------------------------------------------
+
+
+def _manifest_name(batch: ImportBatch, part: int) -> str:
+    return f"{batch.staging_prefix}manifest-{part:04d}.json"
+
+
+def staged_entries(batch: ImportBatch) -> list[dict]:
+    """Every file of an upload, in the order sent: {"name", "size"} and where it is staged:
+    "path" (an uploaded zip) or "path" + "member" (inside its request's bundle), or "problem"
+    (refused, not stored)."""
+    entries: list[dict] = []
+    for part in range(batch.staged_parts):
+        with default_storage.open(_manifest_name(batch, part), "rb") as handle:
+            entries += json.loads(handle.read().decode("utf-8"))
+    return entries
+
+
+def _is_zip_upload(upload) -> bool:
+    if _is_zip_name(upload.name or ""):
+        return True
+    if upload.size < 4:
+        return False
+    upload.seek(0)
+    head = upload.read(4)
+    upload.seek(0)
+    return head == ZIP_MAGIC
+
+
+def _stage_part(batch: ImportBatch, part: int, files: list) -> list[dict]:
+    """Store one request's files: uploaded zips as they are, every other file as a member of
+    ONE uncompressed zip per request (its "bundle"): one storage write instead of thousands,
+    which is what lets an upload of 5,000 photos return in a second or two."""
+    entries: list[dict] = []
+    bundle_name = f"{batch.staging_prefix}bundle-{part:04d}.zip"
+    limit = settings.CURATOR_MAX_UPLOAD_BYTES
+    with SpooledTemporaryFile(max_size=UPLOAD_MEMORY_BUDGET) as spool:
+        with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED, allowZip64=True) as bundle:
+            for index, upload in enumerate(files):
+                name = upload.name or "upload"
+                if upload.size > limit:
+                    problem = f"{upload.size:,} bytes, more than CURATOR_MAX_UPLOAD_BYTES"
+                    entries.append({"name": name, "size": upload.size, "problem": problem})
+                elif _is_zip_upload(upload):
+                    saved = default_storage.save(f"{batch.staging_prefix}{part:04d}-{index:05d}.zip", upload)
+                    entries.append({"name": name, "size": upload.size, "path": saved})
+                else:
+                    member = f"{index:05d}"
+                    upload.seek(0)
+                    with bundle.open(zipfile.ZipInfo(member), "w", force_zip64=upload.size > 2**31) as target:
+                        shutil.copyfileobj(upload, target, 1024 * 1024)
+                    entries.append({"name": name, "size": upload.size, "path": bundle_name, "member": member})
+        if any("member" in e for e in entries):
+            spool.seek(0)
+            saved = default_storage.save(bundle_name, File(spool, name=bundle_name))
+            for entry in entries:
+                if "member" in entry:
+                    entry["path"] = saved
+    default_storage.save(_manifest_name(batch, part), ContentFile(json.dumps(entries).encode("utf-8")))
+    return entries
+
+
+def import_upload_stage(
+    *,
+    dataset: Dataset,
+    files: list,
+    user: AbstractBaseUser | None,
+    batch: ImportBatch | None = None,
+    more: bool = False,
+) -> ImportBatch:
+    """Store one request's uploaded files under the batch's staging prefix (nothing is decoded
+    here, so the request returns at once) and, with the last part (`more` false), queue the
+    import task. The browser sends a large selection in several parts: the first creates the
+    batch, later ones name it. Once stored, a closed browser loses nothing: the task imports
+    from storage, and an upload whose parts stop arriving is imported as far as it got (the
+    stale sweep, import_batches_sweep_stale)."""
+    from curator import import_tasks
+
+    all_zips = all(_is_zip_name(f.name or "") for f in files)
+    with transaction.atomic():
+        if batch is None:
+            batch = ImportBatch.objects.create(
+                dataset=dataset,
+                created_by=user if user is not None and user.is_authenticated else None,
+                source=ImportBatch.Source.ZIP if all_zips else ImportBatch.Source.UPLOAD,
+                status=ImportBatch.Status.UPLOADING,
+            )
+            batch.staging_prefix = f"uploads/{dataset.pk}/{batch.pk}/"
+        else:
+            batch = ImportBatch.objects.select_for_update().get(pk=batch.pk)
+            if batch.status != ImportBatch.Status.UPLOADING:
+                raise ImportRefused("This upload was complete already; start a new import for more files.")
+            if not all_zips:
+                batch.source = ImportBatch.Source.UPLOAD
+        part = batch.staged_parts
+        entries = _stage_part(batch, part, files)
+        batch.staged_parts = part + 1
+        batch.staged_count += len(entries)
+        batch.staged_bytes += sum(e["size"] for e in entries)
+        batch.source_name = entries[0]["name"] if batch.staged_count == 1 else f"{batch.staged_count} files"
+        batch.heartbeat_at = timezone.now()
+        if not more:
+            batch.status = ImportBatch.Status.RECEIVING  # queued: the task sets started_at
+            batch_id = batch.pk
+            transaction.on_commit(lambda: import_tasks.import_upload.delay(batch_id))
+        batch.save()
+    return batch
+
+
+def import_batch_run_upload(*, batch_id: int) -> int:
+    """The background half of an upload: import the staged files; returns the photos imported.
+    The staged copies are deleted once the import is done (kept if it failed, to look into)."""
+    batch = _claim(batch_id)
+    if batch is None:
+        return 0
+    with ExitStack() as stack:
+        try:
+            candidates = staged_candidates(batch, stack)
+        except Exception as exc:
+            _fail(batch, exc)
+            raise
+        _run_import(batch, candidates)
+    _staging_delete(batch)
+    return batch.imported_count
+
+
+def _staging_delete(batch: ImportBatch) -> None:
+    try:
+        paths = sorted({e["path"] for e in staged_entries(batch) if e.get("path")})
+        paths += [_manifest_name(batch, part) for part in range(batch.staged_parts)]
+    except OSError:
+        logger.warning("could not list the staged files of batch %s", batch.pk, exc_info=True)
+        return
+    for path in paths:
+        try:
+            default_storage.delete(path)
+        except OSError:
+            logger.warning("could not delete staged file %s", path, exc_info=True)
+
+
+def import_batches_sweep_stale() -> int:
+    """Part of the stale-job sweep. An import whose worker stopped reporting is failed (saying
+    so; its alignment job is closed, so what it stored is aligned and the job finishes); an
+    upload whose browser stopped sending parts is imported as far as it got. Returns how many
+    batches changed."""
+    from curator import import_tasks
+    from curator.services.alignment import alignment_job_close_import, lost_import_fail
+
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.CURATOR_JOB_STALE_SECONDS)
+    changed = 0
+    lost = ImportBatch.objects.filter(
+        status=ImportBatch.Status.RECEIVING, started_at__isnull=False, heartbeat_at__lt=stale_before
+    )
+    for batch in lost:
+        if lost_import_fail(batch_id=batch.pk, now=now):
+            changed += 1
+            logger.warning("import batch %s failed: its worker stopped reporting", batch.pk)
+            for job_id in batch.alignment_jobs.filter(import_open=True).values_list("pk", flat=True):
+                alignment_job_close_import(job_id=job_id, batch_id=batch.pk)
+    abandoned = ImportBatch.objects.filter(status=ImportBatch.Status.UPLOADING, heartbeat_at__lt=stale_before)
+    for batch_id, count in abandoned.values_list("pk", "staged_count"):
+        note = (
+            f"The upload stopped after {count} files (the browser was closed or lost its connection); "
+            "the files received were imported. Upload the rest again: files already in are reported as duplicates."
+        )
+        if ImportBatch.objects.filter(pk=batch_id, status=ImportBatch.Status.UPLOADING).update(
+            status=ImportBatch.Status.RECEIVING, error=note, heartbeat_at=now
+        ):
+            changed += 1
+            transaction.on_commit(lambda batch_id=batch_id: import_tasks.import_upload.delay(batch_id))
+    return changed
+
+
 # --- The import itself ----------------------------------------------------------------------------
 
 
-def import_uploads(*, dataset: Dataset, files: list, user: AbstractBaseUser | None) -> ImportBatch:
-    """Import browser uploads (images and/or zips) and queue their alignment."""
-    source = ImportBatch.Source.ZIP if all(_is_zip_name(f.name or "") for f in files) else ImportBatch.Source.UPLOAD
-    shown = files[0].name if len(files) == 1 else f"{len(files)} files"
-    batch = ImportBatch.objects.create(dataset=dataset, created_by=user, source=source, source_name=shown)
-    return _run_import(batch, list(upload_candidates(files)))
-
-
 def import_zip_file(*, dataset: Dataset, path: Path, user: AbstractBaseUser | None) -> ImportBatch:
+    """A zip on this machine (the import_images command, run by an operator), imported here."""
     batch = ImportBatch.objects.create(
         dataset=dataset, created_by=user, source=ImportBatch.Source.ZIP, source_name=path.name
     )
-    with open(path, "rb") as handle:
+    with path.open("rb") as handle:
         return _run_import(batch, list(zip_candidates(handle)))
 
 
@@ -205,7 +390,7 @@ def import_server_folder(
 
 def import_folder_start(*, dataset: Dataset, path: str, user: AbstractBaseUser | None) -> ImportBatch:
     """Check the folder now (so a refused path is answered at once), import it in the
-    background (queue `align`), and return the batch whose page shows it filling up."""
+    background (queue `import`), and return the batch whose page shows it filling up."""
     from curator import import_tasks
 
     folder = resolve_import_folder(path)
@@ -218,33 +403,57 @@ def import_folder_start(*, dataset: Dataset, path: str, user: AbstractBaseUser |
 
 def import_batch_run_folder(*, batch_id: int, folder: str) -> int:
     """The background half of import_folder_start; returns the number of photos imported."""
-    batch = ImportBatch.objects.select_related("dataset").get(pk=batch_id)
-    if batch.status != ImportBatch.Status.RECEIVING:
-        return 0  # delivered twice: the first run did it
+    batch = _claim(batch_id)
+    if batch is None:
+        return 0
     _run_import(batch, list(folder_candidates(Path(folder))))
     return batch.imported_count
 
 
-def _run_import(batch: ImportBatch, candidates: list[Candidate]) -> ImportBatch:
-    from curator.services.alignment import alignment_job_start
+def _claim(batch_id: int) -> ImportBatch | None:
+    """Start a queued import once: a second delivery of its task (or a lost import's, which the
+    stale sweep has failed) does nothing."""
+    now = timezone.now()
+    claimed = ImportBatch.objects.filter(
+        pk=batch_id, status=ImportBatch.Status.RECEIVING, started_at__isnull=True
+    ).update(started_at=now, heartbeat_at=now)
+    if not claimed:
+        return None
+    return ImportBatch.objects.select_related("dataset", "created_by").get(pk=batch_id)
 
+
+def _fail(batch: ImportBatch, exc: Exception) -> None:
+    logger.exception("import batch %s failed", batch.pk)
+    ImportBatch.objects.filter(pk=batch.pk).update(
+        status=ImportBatch.Status.FAILED, error=f"The import stopped: {exc}", finished_at=timezone.now()
+    )
+    batch.refresh_from_db()
+
+
+def _run_import(batch: ImportBatch, candidates: list[Candidate]) -> ImportBatch:
+    """Import every candidate, handing the stored photos to an alignment job as it goes."""
+    from curator.services.alignment import ImportAlignmentFeed
+
+    now = timezone.now()
+    batch.status = ImportBatch.Status.RECEIVING
+    batch.started_at = batch.started_at or now
+    batch.heartbeat_at = now
+    batch.save(update_fields=["status", "started_at", "heartbeat_at"])
+    feed = ImportAlignmentFeed(batch=batch)
     try:
         finder, images = _label_finder(batch, candidates)
-        layouts = _import_candidates(batch, images, finder)
+        batch.file_count = len(images)
+        ImportBatch.objects.filter(pk=batch.pk).update(file_count=batch.file_count)
+        layouts = _import_candidates(batch, images, finder, feed)
     except Exception as exc:  # a bug or a storage outage: the batch says so, nothing half-hidden
-        logger.exception("import batch %s failed", batch.pk)
-        batch.status = ImportBatch.Status.FAILED
-        batch.error = f"The import stopped: {exc}"
-        batch.finished_at = timezone.now()
-        batch.save()
+        _fail(batch, exc)
+        feed.close()  # what was stored is aligned all the same
         raise
     batch.label_layout = layouts.most_common(1)[0][0] if layouts else ImportBatch.LabelLayout.NONE
     batch.status = ImportBatch.Status.DONE
     batch.finished_at = timezone.now()
-    batch.save()
-    new_images = SourceImage.objects.filter(batch=batch, status=SourceImage.Status.PENDING)
-    if new_images.exists():
-        alignment_job_start(dataset=batch.dataset, images=new_images, batch=batch, user=batch.created_by)
+    batch.save(update_fields=["label_layout", "status", "finished_at"])
+    feed.close()
     return batch
 
 
@@ -262,10 +471,11 @@ def _label_finder(batch: ImportBatch, candidates: list[Candidate]) -> tuple[Labe
     return LabelFinder(batch.dataset.classes, csv_files), images
 
 
-def _import_candidates(batch: ImportBatch, candidates: list[Candidate], finder: LabelFinder) -> Counter:
+def _import_candidates(batch: ImportBatch, candidates: list[Candidate], finder: LabelFinder, feed) -> Counter:
     layouts: Counter = Counter()
     seen: dict[str, str] = {}  # sha256 -> name, within this batch
-    for candidate in candidates:
+    for position, candidate in enumerate(candidates):
+        feed.tick()
         reason = candidate.problem or _ignorable(candidate.name)
         if reason:
             _issue(batch, candidate.name, ImportIssue.Kind.SKIPPED, reason)
@@ -295,7 +505,14 @@ def _import_candidates(batch: ImportBatch, candidates: list[Candidate], finder: 
             continue
         del _pixels
         guess = finder.find(candidate.name)
-        if _store(batch, candidate.name, data, sha, info, guess):
+        try:
+            image_id = _store(batch, candidate.name, data, sha, info, guess)
+        except StoreFailed as exc:
+            _issue(batch, candidate.name, ImportIssue.Kind.SKIPPED, str(exc))
+            continue
+        del data
+        if image_id is not None:
+            feed.add(image_id, files_left=len(candidates) - position - 1)
             seen[sha] = candidate.name
             if guess.label:
                 layouts[guess.layout] += 1
@@ -325,18 +542,21 @@ def original_storage_name(*, dataset: Dataset, sha256: str, extension: str) -> s
     return f"datasets/{dataset.pk}/originals/{sha256[:2]}/{sha256}{extension}"
 
 
-def _store(batch: ImportBatch, name: str, data: bytes, sha: str, info, guess) -> bool:
-    """Store the original unchanged (content-addressed) and its row; False if another import
-    stored the same file first."""
+def _store(batch: ImportBatch, name: str, data: bytes, sha: str, info, guess) -> int | None:
+    """Store the original unchanged (content-addressed) and its row (committed at once, so the
+    alignment feed may hand it over); its id, or None if another import stored it first."""
     dataset = batch.dataset
     storage_name = original_storage_name(dataset=dataset, sha256=sha, extension=info.extension)
-    if not default_storage.exists(storage_name):
-        saved = default_storage.save(storage_name, ContentFile(data))
-        if saved != storage_name:  # written concurrently by another import; keep one copy
-            default_storage.delete(saved)
+    try:
+        if not default_storage.exists(storage_name):
+            saved = default_storage.save(storage_name, ContentFile(data))
+            if saved != storage_name:  # written concurrently by another import; keep one copy
+                default_storage.delete(saved)
+    except STORAGE_ERRORS as exc:  # storage trouble fails this file, reported; importing it again retries
+        raise StoreFailed(f"could not be stored ({exc}); import it again to retry") from exc
     try:
         with transaction.atomic():
-            SourceImage.objects.create(
+            image = SourceImage.objects.create(
                 dataset=dataset,
                 batch=batch,
                 file=storage_name,
@@ -354,10 +574,10 @@ def _store(batch: ImportBatch, name: str, data: bytes, sha: str, info, guess) ->
                 labelled_count=F("labelled_count") + (1 if guess.label else 0),
             )
     except IntegrityError:
-        return False
+        return None
     batch.imported_count += 1
     batch.labelled_count += 1 if guess.label else 0
-    return True
+    return image.pk
 
 
 def _issue(batch: ImportBatch, name: str, kind: str, reason: str) -> None:

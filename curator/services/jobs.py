@@ -24,4 +24,11 @@ def jobs_sweep_stale() -> dict[str, int]:
         if count:
             logger.warning("stale-job sweep: %d %s changed", count, model._meta.label)
         changed[model._meta.label] = count
+    # Imports are not BackgroundJobs (their page is a report), but they go stale the same way.
+    from curator.services.imports import import_batches_sweep_stale
+
+    try:
+        changed["curator.ImportBatch"] = import_batches_sweep_stale()
+    except DatabaseError:
+        logger.exception("could not sweep import batches")
     return changed

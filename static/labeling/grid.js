@@ -35,6 +35,40 @@ export async function postJSON(url, body) {
   return data;
 }
 
+// The page's keys (labeling/keys.py via {% key_map %}): {action: key}. The `?` overlay
+// (static/curator/keys.js) lists the same block, so a key works exactly where it is listed.
+export function pageBindings() {
+  const block = document.getElementById("page-keys");
+  try {
+    return block ? JSON.parse(block.textContent).bindings || {} : {};
+  } catch (e) {
+    return {};
+  }
+}
+
+// Layout kept in the URL (so a shared link opens the same layout): `panels=open` shows the filter
+// and bulk panels, `size=<px>` the tile size. Changed with history.replaceState, no reload.
+const TILE_SIZES = [64, 80, 96, 112, 136, 168, 208];
+const TILE_DEFAULT = 96;
+
+function urlParam(name) {
+  return new URLSearchParams(window.location.search).get(name);
+}
+
+function urlParamSet(name, value) {
+  const url = new URL(window.location.href);
+  if (value === null || value === undefined || value === "") url.searchParams.delete(name);
+  else url.searchParams.set(name, value);
+  window.history.replaceState(window.history.state, "", url);
+  // Links and forms built by the server carry the layout on to the next page as well.
+  for (const a of document.querySelectorAll(".pager a, a#next-page")) {
+    const target = new URL(a.href, window.location.href);
+    if (value === null || value === undefined || value === "") target.searchParams.delete(name);
+    else target.searchParams.set(name, value);
+    a.href = target.toString();
+  }
+}
+
 export function initFaceGrid(root, options = {}) {
   const classKeys = JSON.parse(root.dataset.classes || "{}"); // {class: key}
   const keyToClass = Object.fromEntries(Object.entries(classKeys).map(([c, k]) => [k, c]));
@@ -187,6 +221,7 @@ export function initFaceGrid(root, options = {}) {
 
   function updateSelection() {
     for (const tile of tiles()) tile.classList.toggle("selected", state.allMatching || state.selected.has(tile.dataset.id));
+    showBulkbar();
     if (selCount) {
       selCount.textContent = state.allMatching
         ? `all ${root.dataset.total} matching selected`
@@ -224,20 +259,60 @@ export function initFaceGrid(root, options = {}) {
     updateSelection();
   }
 
-  async function bulk(changes) {
-    if (state.allMatching) {
-      const n = Number(root.dataset.total);
-      if (!window.confirm(`Change all ${n} faces matching this filter?`)) return;
-      const data = await postJSON(root.dataset.changeUrl, {
-        filter: root.dataset.query || "",
-        expected_count: n,
-        changes,
-        flash: true,
-      });
+  // "All N matching" (more than a page): the server previews what would change (count and a
+  // sample); nothing is sent until Confirm, and above CURATOR_MAX_ACTION_SHARE of the dataset
+  // Confirm waits for the "I understand" checkbox (the server refuses it otherwise too).
+  function el(tag, props = {}, children = []) {
+    const node = Object.assign(document.createElement(tag), props);
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  async function bulkAllMatching(changes) {
+    const n = Number(root.dataset.total);
+    const body = { filter: root.dataset.query || "", expected_count: n, changes };
+    const preview = await postJSON(root.dataset.changeUrl, { ...body, preview: true });
+    if (!preview.ok) return say(preview.error, "error");
+    if (!preview.count) return say(`Nothing to change: the ${n} matching faces already have ${preview.reason}.`, "ok");
+    document.getElementById("bulk-preview")?.remove();
+    const pct = (preview.share * 100).toFixed(1);
+    const large = preview.needs_confirmation;
+    const sample = el("div", { className: "sample" }, preview.sample.map((f) =>
+      el("a", { href: f.url, target: "_blank", title: `face ${f.id}` }, [
+        el("img", { src: f.crop_url, alt: `face ${f.id}`, width: 64, height: 64, loading: "lazy" }),
+      ])));
+    const check = el("input", { type: "checkbox", id: "bulk-confirm-large" });
+    const confirm = el("button", { type: "button", id: "bulk-confirm", textContent: `Confirm: change ${preview.count} faces`, disabled: large });
+    const cancel = el("button", { type: "button", className: "secondary", id: "bulk-cancel", textContent: "Cancel" });
+    const box = el("div", { className: "bulk-preview", id: "bulk-preview", role: "dialog" }, [
+      el("h3", { textContent: `All faces matching this filter → ${preview.reason}` }),
+      el("p", { id: "bulk-preview-count", textContent: `This changes ${preview.count} of the ${n} matching faces, ${pct} % of the dataset. Nothing has changed yet.` }),
+      sample,
+      el("p", { className: "muted", textContent: preview.count > preview.sample.length ? `A sample of ${preview.sample.length} of the ${preview.count} faces.` : "" }),
+      ...(large ? [el("label", { className: "confirm-large" }, [check, ` I understand this changes ${preview.count} faces (${pct} %)`])] : []),
+      confirm, " ", cancel,
+    ]);
+    box.setAttribute("aria-modal", "true");
+    const close = () => box.remove();
+    check.addEventListener("change", () => { confirm.disabled = !check.checked; });
+    cancel.addEventListener("click", () => { close(); say("Nothing was changed.", "ok"); });
+    // Keys typed while the preview is open must not label the focused face behind it.
+    box.addEventListener("keydown", (event) => { if (event.key === "Escape") close(); event.stopPropagation(); });
+    confirm.addEventListener("click", async () => {
+      confirm.disabled = true;
+      const data = await postJSON(root.dataset.changeUrl, { ...body, confirm_large: large && check.checked, flash: true });
       if (data.ok) window.location.reload();
-      else say(data.error, "error");
-      return;
-    }
+      else {
+        close();
+        say(data.error, "error");
+      }
+    });
+    document.body.append(box);
+    (large ? check : confirm).focus();
+  }
+
+  async function bulk(changes) {
+    if (state.allMatching) return bulkAllMatching(changes);
     const chosen = tiles().filter((t) => state.selected.has(t.dataset.id));
     if (!chosen.length) {
       say("Select some faces first (click, shift-click, “Select page” or “Select all matching”).", "error");
@@ -257,61 +332,197 @@ export function initFaceGrid(root, options = {}) {
     setFocus(index, { scroll: false });
   });
 
+  // --- Layout: panels, tile size, the full-screen photo ----------------------------------------
+
+  const panels = document.getElementById("panels");
+  const bulkbar = document.getElementById("bulkbar");
+  const panelsToggle = document.getElementById("panels-toggle");
+  function panelsOpen() {
+    return !!panels && !panels.hidden;
+  }
+  function showBulkbar() {
+    // The bulk bar also shows while something is selected, panels or not.
+    if (bulkbar && panels) bulkbar.hidden = !(panelsOpen() || state.selected.size || state.allMatching);
+  }
+  function togglePanels(open = !panelsOpen()) {
+    if (!panels) return;
+    panels.hidden = !open;
+    if (panelsToggle) panelsToggle.setAttribute("aria-expanded", String(open));
+    urlParamSet("panels", open ? "open" : null);
+    showBulkbar();
+  }
+  panelsToggle?.addEventListener("click", () => togglePanels());
+
+  function tileSize() {
+    const n = Number(urlParam("size"));
+    return TILE_SIZES.includes(n) ? n : TILE_DEFAULT;
+  }
+  function applySize(size) {
+    root.style.setProperty("--tile", `${size}px`);
+    root.dataset.size = String(size);
+  }
+  function resize(step) {
+    const at = TILE_SIZES.indexOf(tileSize());
+    const next = TILE_SIZES[Math.max(0, Math.min(TILE_SIZES.length - 1, at + step))];
+    applySize(next);
+    urlParamSet("size", next === TILE_DEFAULT ? null : String(next));
+    say(`Tiles ${next} px.`, "ok");
+  }
+  if (root.id === "grid" || options.sizes) applySize(tileSize());
+  for (const button of document.querySelectorAll("[data-size]")) {
+    button.addEventListener("click", () => resize(Number(button.dataset.size)));
+  }
+
+  const photoView = document.getElementById("photo-view");
+  function photoOpen() {
+    return !!photoView && !photoView.hidden;
+  }
+  function photoClose() {
+    if (photoView) photoView.hidden = true;
+  }
+  async function photoShow(tile) {
+    if (!photoView) return;
+    if (!tile) return say("No face is focused: click a face or press an arrow key first.", "error");
+    // The detail panel's photo (original pixels, every box, the landmarks) at full size.
+    const url = root.dataset.detailUrl.replace(/\/0\/(?=\?|$)/, `/${tile.dataset.id}/`);
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) return say(`The photo of face ${tile.dataset.id} could not be loaded (${response.status}).`, "error");
+    const html = document.createElement("div");
+    html.innerHTML = await response.text();
+    const svg = html.querySelector("svg.photo");
+    const body = document.getElementById("photo-view-body");
+    body.replaceChildren(...(svg ? [svg] : []));
+    const caption = html.querySelector(".face-detail > p.muted");
+    document.getElementById("photo-view-caption").textContent = `Face ${tile.dataset.id}` + (caption ? ` · ${caption.textContent}` : "");
+    photoView.hidden = false;
+    photoView.dataset.face = tile.dataset.id;
+  }
+  document.getElementById("photo-button")?.addEventListener("click", () => photoShow(focusedTile()));
+  document.getElementById("photo-view-close")?.addEventListener("click", photoClose);
+  photoView?.addEventListener("click", (event) => {
+    if (event.target === photoView) photoClose();
+  });
+
+  // --- Not a face: a false detection, excluded with that reason (its own action in the history)
+
+  function notFace(faceTiles, { advance = true } = {}) {
+    if (!faceTiles.length) {
+      say("No face is focused: click a face or press an arrow key first.", "error");
+      return Promise.resolve(null);
+    }
+    faceTiles.forEach((t) => t.classList.add("saving"));
+    const single = faceTiles.length === 1;
+    if (advance && single) {
+      const all = tiles();
+      const index = all.indexOf(faceTiles[0]);
+      if (index < all.length - 1) setFocus(index + 1);
+    }
+    return enqueue(async () => {
+      const ids = faceTiles.map((t) => Number(t.dataset.id));
+      const versions = Object.fromEntries(faceTiles.map((t) => [t.dataset.id, Number(t.dataset.version)]));
+      const data = await postJSON(root.dataset.notFaceUrl, { faces: ids, versions });
+      faceTiles.forEach((t) => t.classList.remove("saving"));
+      if (data.ok) {
+        applyFaces(data.faces);
+        faceTiles.forEach((t) => t.classList.add("not-face"));
+        say(`${data.message} Press z to undo.`, "ok");
+      } else {
+        if (data.current) applyFaces(data.current);
+        say(data.error, "error");
+      }
+      return data;
+    });
+  }
+  document.getElementById("not-face-button")?.addEventListener("click", () => {
+    const tile = focusedTile();
+    notFace(tile ? [tile] : []);
+  });
+  detail?.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-not-face]");
+    if (!button) return;
+    const tile = tileById(button.dataset.notFace);
+    if (tile) notFace([tile], { advance: false });
+  });
+
+  // --- Keys ----------------------------------------------------------------------------------
+
+  const bindings = pageBindings(); // {action: key}
+  const keyToAction = Object.fromEntries(Object.entries(bindings).map(([action, key]) => [key, action]));
+  const handlers = {
+    move: () => {},
+    next: () => {
+      if (root.dataset.next) window.location.href = root.dataset.next;
+      else say("This is the last page of this filter.", "ok");
+    },
+    undo: () => undo(),
+    unsure: (tile) => change(tile ? [tile] : [], { is_unsure: !tile?.classList.contains("unsure") }),
+    exclude: (tile) => change(tile ? [tile] : [], { is_excluded: !tile?.classList.contains("excluded") }),
+    not_face: (tile) => notFace(tile ? [tile] : []),
+    accept: (tile) => {
+      if (!tile) return say("No face is focused: click a face or press an arrow key first.", "error");
+      if (!tile.dataset.suggested) return say(`Face ${tile.dataset.id} has no suggestion to accept.`, "error");
+      return change([tile], { label: tile.dataset.suggested });
+    },
+    select: (tile) => tile && toggle(tile),
+    select_page: () => selectPage(),
+    clear: () => clearSelection(),
+    photo: (tile) => photoShow(tile),
+    // More like this: the grid of the faces nearest to the focused one (labeling/similarity.py).
+    similar: (tile) => {
+      if (!tile) return say("No face is focused: click a face or press an arrow key first.", "error");
+      if (root.dataset.similarUrl) window.location.href = root.dataset.similarUrl + tile.dataset.id;
+    },
+    bigger: () => resize(1),
+    smaller: () => resize(-1),
+    panels: () => togglePanels(),
+  };
+  const ARROWS = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: "down", ArrowUp: "up" };
+
   document.addEventListener("keydown", (event) => {
     const target = event.target;
     if (target.closest && target.closest("input, select, textarea, [contenteditable]")) return;
+    if (photoOpen()) {
+      // The photo view is modal: Esc or the photo key closes it, other keys wait.
+      if (event.key === "Escape" || event.key === bindings.photo) {
+        event.preventDefault();
+        photoClose();
+      }
+      return;
+    }
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "a" && bindings.select_page) {
+      event.preventDefault();
+      return selectPage();
+    }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const tile = focusedTile();
+    // Older callers name keys directly (options.keys: {"z": fn}); pages now name actions.
     const extra = options.keys && options.keys[event.key];
     if (extra) {
       event.preventDefault();
-      extra({ tile: focusedTile(), change, say, setFocus, state });
+      extra({ tile, change, say, setFocus, state });
       return;
     }
-    const tile = focusedTile();
-    switch (event.key) {
-      case "ArrowRight":
+    if (ARROWS[event.key] !== undefined && bindings.move) {
+      event.preventDefault();
+      const step = ARROWS[event.key];
+      const delta = step === "down" ? columns() : step === "up" ? -columns() : step;
+      return setFocus(state.focus < 0 ? 0 : state.focus + delta);
+    }
+    let action = keyToAction[event.key];
+    if (action === undefined && event.key === "=" && bindings.bigger) action = "bigger"; // + without shift
+    if (action !== undefined) {
+      const own = options.actions && options.actions[action];
+      if (own) {
         event.preventDefault();
-        return setFocus(state.focus < 0 ? 0 : state.focus + 1);
-      case "ArrowLeft":
-        event.preventDefault();
-        return setFocus(state.focus < 0 ? 0 : state.focus - 1);
-      case "ArrowDown":
-        event.preventDefault();
-        return setFocus(state.focus < 0 ? 0 : state.focus + columns());
-      case "ArrowUp":
-        event.preventDefault();
-        return setFocus(state.focus < 0 ? 0 : state.focus - columns());
-      case "Enter":
-        if (root.dataset.next) {
-          event.preventDefault();
-          window.location.href = root.dataset.next;
-        } else {
-          say("This is the last page of this filter.", "ok");
-        }
-        return;
-      case "z":
-        event.preventDefault();
-        return undo();
-      case "u":
-        event.preventDefault();
-        return change(tile ? [tile] : [], { is_unsure: !tile?.classList.contains("unsure") });
-      case "x":
-        event.preventDefault();
-        return change(tile ? [tile] : [], { is_excluded: !tile?.classList.contains("excluded") });
-      case " ":
-        event.preventDefault();
-        if (tile) toggle(tile);
-        return;
-      case "a":
-        event.preventDefault();
-        return selectPage();
-      case "Escape":
-        return clearSelection();
-      default:
-        break;
+        return own({ tile, change, say, setFocus, state });
+      }
+      if (handlers[action]) {
+        if (action !== "clear") event.preventDefault();
+        return handlers[action](tile);
+      }
     }
     const cls = keyToClass[event.key.toLowerCase()];
-    if (cls !== undefined) {
+    if (cls !== undefined && !event.shiftKey) {
       event.preventDefault();
       change(tile ? [tile] : [], { label: cls });
     }
@@ -344,11 +555,17 @@ export function initFaceGrid(root, options = {}) {
       else if (what === "sure") bulk({ is_unsure: false });
       else if (what === "exclude") bulk({ is_excluded: true });
       else if (what === "include") bulk({ is_excluded: false });
+      else if (what === "not_face") {
+        if (state.allMatching) return say("“Not a face” is for faces you looked at: select them on the page.", "error");
+        notFace(tiles().filter((t) => state.selected.has(t.dataset.id)), { advance: false }).then((data) => {
+          if (data && data.ok) clearSelection();
+        });
+      }
     });
   }
 
   if (tiles().length) setFocus(0, { scroll: false });
-  return { change, undo, setFocus, say, state, tiles };
+  return { change, undo, setFocus, say, state, tiles, notFace, photoShow, togglePanels, resize };
 }
 
 const auto = document.querySelector("[data-autoinit='face-grid']");

@@ -104,6 +104,7 @@
         data.model_version.number + " · " + Math.round(data.timings_ms.total) + " ms on the server";
       drawBoxes(node.querySelector(".overlay"), data);
       fillTable(node.querySelector("tbody"), data);
+      if (data.faces.length) showSimilar(node, file, selectedOption());
       const add = node.querySelector(".add-button");
       if (selectedOption().dataset.canAdd === "1") {
         add.hidden = false;
@@ -115,6 +116,44 @@
       node.classList.add("failed");
       node.querySelector(".result-error").textContent = err.message;
     }
+  }
+
+  // "Who in the dataset looks like this": the dataset's faces nearest to each face of the photo,
+  // by the same descriptor as the dataset's faces (POST /api/v1/datasets/<id>/similar-photo/).
+  async function showSimilar(node, file, option) {
+    const box = node.querySelector(".similar");
+    if (!box || !option.dataset.similarUrl) return;
+    box.hidden = false;
+    const status = box.querySelector(".similar-status");
+    status.textContent = "searching the dataset…";
+    const form = new FormData();
+    form.append("image", file, file.name || "frame.jpg");
+    const response = await fetch(option.dataset.similarUrl, { method: "POST", body: form, credentials: "same-origin", headers: { "X-CSRFToken": csrf } });
+    const data = await response.json().catch(function () { return { error: { message: "The server answered " + response.status + "." } }; });
+    if (!response.ok) {
+      status.textContent = (data.error && data.error.message) || "The search failed.";
+      return;
+    }
+    status.textContent = "";
+    const list = box.querySelector(".similar-faces");
+    data.faces.forEach(function (face) {
+      const row = document.createElement("div");
+      row.className = "similar-row";
+      row.dataset.face = String(face.index);
+      row.innerHTML = "<b>face " + (face.index + 1) + "</b>" + (face.similar.length ? "" : ' <span class="muted">no descriptors in this dataset yet</span>');
+      face.similar.forEach(function (s) {
+        const a = document.createElement("a");
+        a.className = "similar-face";
+        a.dataset.id = String(s.id);
+        a.href = option.dataset.gridUrl + "?sort=distance&similar_to=" + s.id;
+        a.title = "face " + s.id + " · " + (s.label || "unlabelled") + " · " + s.file;
+        a.innerHTML = '<img width="72" height="72" alt=""><span class="distance"></span>';
+        a.querySelector("img").src = s.crop_url;
+        a.querySelector(".distance").textContent = s.distance.toFixed(3);
+        row.appendChild(a);
+      });
+      list.appendChild(row);
+    });
   }
 
   async function addToDataset(node, file, version, button) {

@@ -1,5 +1,5 @@
-"""The first thing a new user does: create a dataset, drop in a zip, watch the workers align it,
-and see the labelled faces."""
+"""The first thing a new user does: create a dataset, drop in a zip, watch the import report fill
+up live while the workers import and align it, and see the labelled faces."""
 
 import zipfile
 
@@ -11,7 +11,7 @@ from curator.models import Dataset, Face
 @pytest.mark.browser
 @pytest.mark.worker
 def test_create_dataset_upload_zip_watch_progress_see_faces(new_page, alice, fixture_faces, tmp_path, start_worker):
-    start_worker(queues="align", concurrency=2)
+    start_worker(queues="align,import", concurrency=2)
     archive = tmp_path / "people.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for gender in ("female", "male"):
@@ -26,10 +26,18 @@ def test_create_dataset_upload_zip_watch_progress_see_faces(new_page, alice, fix
     page.set_input_files("#id_files", str(archive))
     page.click("button:has-text('Upload and align')")
 
-    # The import report names the bad file and links the alignment job.
+    # The upload returns at once to the import report, which follows the import task live (htmx
+    # swaps the report in place, no reload): the counts grow, the bad file shows up, the
+    # alignment job appears and counts up to the end.
+    page.wait_for_url("**/imports/*/")
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_function("document.querySelector('#imported').textContent.trim() === '6'", timeout=60_000)
     page.wait_for_selector("#issues")
     assert "HTML/XML text, not an image" in page.inner_text("#issues")
-    assert page.inner_text("#imported") == "6"
+    page.wait_for_function(
+        "document.querySelector('.batch-job .job-count')?.textContent.trim() === '6/6'", timeout=90_000
+    )
+    assert page.evaluate("window.notReloaded") is True
     page.click("a:has-text('job')")
     page.wait_for_function("document.querySelector('#job-status').textContent.trim() === 'Done'", timeout=90_000)
     assert page.inner_text("#job-done") == "6 / 6"

@@ -75,12 +75,16 @@ def test_bulk_relabel_a_filtered_selection_then_revert_it_with_a_conflict(
     males = [f.pk for f in faces if f.label == "male"]
     page = logged_in_page(browser, live_server, "alice")
     page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(f"{live_server.url}/labeling/{dataset.pk}/?label=male")
+    # The bulk panel is folded away until asked for (`panels=open` in the URL, or the toggle).
+    page.goto(f"{live_server.url}/labeling/{dataset.pk}/?label=male&panels=open")
     page.wait_for_selector(".tile.focused")
     page.click("#select-all-matching")
     assert page.locator("#selcount").inner_text() == f"all {len(males)} matching selected"
     page.select_option("#bulk-label", "female")
     page.click("button[data-bulk=label]")
+    # 20 of 30 faces: the preview asks for the second confirmation (tests/browser/test_safe_actions.py).
+    page.check("#bulk-confirm-large")
+    page.click("#bulk-confirm")
     page.wait_for_selector(".msg-success")
     assert f"{len(males)} faces changed" in page.locator(".messages").inner_text()
     assert set(Face.objects.filter(pk__in=males).values_list("label", flat=True)) == {"female"}

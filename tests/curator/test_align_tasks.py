@@ -14,7 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from curator.models import AlignmentJob, Face, SourceImage
-from curator.services.alignment import MAX_RESUMES, alignment_job_check_stale, alignment_job_start
+from curator.services.alignment import MAX_RESUMES, alignment_job_check_stale, alignment_job_start, chunk_sizes
 from curator.tasks import jobs_sweep_stale
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faces"
@@ -69,6 +69,7 @@ def assert_every_image_accounted_for(job: AlignmentJob) -> None:
 @pytest.mark.worker
 def test_job_spreads_chunks_over_worker_processes(start_worker, dataset, alice, settings):
     settings.CURATOR_ALIGN_CHUNK_SIZE = 3
+    settings.CURATOR_ALIGN_WORKERS = 2
     images = import_fixture_faces(dataset)
     worker = start_worker(queues="align", concurrency=2)
 
@@ -84,6 +85,10 @@ def test_job_spreads_chunks_over_worker_processes(start_worker, dataset, alice, 
     log = worker.output()
     processes = set(re.findall(r"(ForkPoolWorker-\d+)\] alignment job", log))
     assert len(processes) == 2, log[-3000:]
+    # Guided chunks: at most CURATOR_ALIGN_CHUNK_SIZE, smaller towards the end of the job.
+    sizes = [int(n) for n in re.findall(r"alignment job \d+: chunk of (\d+) images", log)]
+    assert sorted(sizes) == sorted(chunk_sizes(len(images), workers=2, largest=3))
+    assert max(sizes) == 3 and min(sizes) == 1
     # The image label went to the largest face of each photo.
     for image in SourceImage.objects.filter(dataset=dataset):
         largest = image.faces.get(is_largest=True)

@@ -13,7 +13,13 @@ from django.core.files.storage import default_storage
 from curator.faces.alignment import LANDMARK_SETS, apply_affine, template_points
 from curator.faces.detection import detect, detect_padded
 from curator.faces.landmarks import landmarks_68
-from curator.faces.pipeline import WHOLE_IMAGE_MIN_SCORE, AlignOptions, detect_and_align
+from curator.faces.pipeline import (
+    WHOLE_IMAGE_MIN_SCORE,
+    AlignOptions,
+    align_photo,
+    detect_and_align,
+    whole_image_face_check,
+)
 from curator.faces.quality import hamming
 from curator.images import load_rgb
 from curator.models import AlignmentJob, Face, SourceImage
@@ -199,6 +205,52 @@ def test_face_crop_without_any_face_evidence_stays_faceless():
     assert detect_and_align(blank, AlignOptions(whole_image_fallback=True)) == []
 
 
+def test_face_check_keeps_a_real_face_crop_and_records_why():
+    photo = rotated(rgb(UTK[0]), 25)
+    result = align_photo(photo, AlignOptions(whole_image_fallback=True))
+    assert len(result.faces) == 1 and result.faces[0].whole_image
+    check = whole_image_face_check(photo, AlignOptions())
+    assert check.passed and check.cnn_score > 0 and check.hog_score == result.faces[0].detector_score
+    assert result.note.startswith("kept whole: face check passed (relaxed HOG score -0.")
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        # Upside down: the relaxed HOG score (-0.18) passed the old check (>= -0.6); the CNN finds no face.
+        ("upside-down crop", lambda: np.ascontiguousarray(rgb(UTK[15])[::-1])),
+        ("turned crop", lambda: np.ascontiguousarray(np.rot90(rgb(UTK[5]), 2))),
+        ("drawn clock", lambda: drawn_clock(256)),
+        # On its side: passes the relaxed HOG, and the CNN finds it too; turned upright HOG detects it.
+        ("face on its side", lambda: np.ascontiguousarray(np.rot90(rgb(UTK[5]), 1))),
+    ],
+)
+def test_face_check_refuses_crop_shaped_non_faces(name, make):
+    photo = make()
+    result = align_photo(photo, AlignOptions(whole_image_fallback=True))
+    assert result.faces == [], name
+    assert result.note.startswith("not kept whole: face check failed ("), result.note
+    if name == "face on its side":
+        assert "a face on its side" in result.note
+
+
+def drawn_clock(side: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (side, side), (210, 190, 170))
+    draw = ImageDraw.Draw(image)
+    c, r = side / 2, side * 0.4
+    draw.ellipse((c - r, c - r, c + r, c + r), fill=(240, 240, 235), outline=(20, 20, 40), width=6)
+    for hour in range(12):
+        a = hour * np.pi / 6
+        draw.line(
+            (c + 0.8 * r * np.cos(a), c + 0.8 * r * np.sin(a), c + r * np.cos(a), c + r * np.sin(a)), fill=0, width=4
+        )
+    draw.line((c, c, c + 0.5 * r, c - 0.2 * r), fill=0, width=5)
+    draw.line((c, c, c - 0.1 * r, c - 0.8 * r), fill=0, width=4)
+    return np.asarray(image)
+
+
 def test_photo_without_a_face_yields_nothing():
     rng = np.random.default_rng(7)
     sky = np.linspace(60, 220, 480, dtype=np.float32)[:, None, None] * np.ones((480, 900, 3), np.float32)
@@ -305,9 +357,28 @@ def test_faces_are_stored_with_crops_labels_and_quality(dataset, tmp_path, djang
         assert face.sharpness > 0 and face.landmark_fit > 0 and face.phash is not None
         assert face.size_px > 50 and face.detector_score is not None
     wall.refresh_from_db()
-    assert (wall.status, wall.status_reason, wall.face_count) == ("no_face", "no face found", 0)
+    # The dataset keeps undetected crops, and the outcome says why this photo was not kept whole.
+    assert (wall.status, wall.face_count) == ("no_face", 0)
+    assert wall.status_reason == "no face found; not kept whole: not shaped like a face crop"
     broken.refresh_from_db()
     assert broken.status == "error" and "missing" in broken.status_reason
+
+
+def test_whole_photo_decision_is_recorded_per_image(dataset, tmp_path, django_capture_on_commit_callbacks):
+    assert dataset.keep_undetected_crops  # on by default: datasets of face crops
+    tilted, upside_down = tmp_path / "tilted.png", tmp_path / "upside-down.png"
+    cv2.imwrite(str(tilted), cv2.cvtColor(rotated(rgb(UTK[0]), 25), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(upside_down), cv2.cvtColor(rgb(UTK[15])[::-1], cv2.COLOR_RGB2BGR))
+    kept, refused = store_image(dataset, tilted, label="male"), store_image(dataset, upside_down, label="female")
+
+    run_job(dataset, [kept, refused], django_capture_on_commit_callbacks)
+
+    kept.refresh_from_db()
+    refused.refresh_from_db()
+    assert (kept.status, kept.face_count) == ("aligned", 1) and kept.faces.get().whole_image
+    assert "the whole photo is kept as the face (kept whole: face check passed" in kept.status_reason
+    assert (refused.status, refused.face_count) == ("no_face", 0)
+    assert refused.status_reason.startswith("no face found; not kept whole: face check failed (relaxed HOG score")
 
 
 def test_rerun_replaces_faces_and_keeps_what_people_set(dataset, django_capture_on_commit_callbacks):

@@ -49,8 +49,13 @@ def issues_of(batch: ImportBatch) -> dict[str, tuple[str, str]]:
 
 
 def upload(client, dataset, files: dict[str, bytes]):
+    """Upload as the browser does, then run the import the request queued (what the `import`
+    worker does; tests with a real worker are in test_streaming_import.py)."""
     payload = [SimpleUploadedFile(name, data) for name, data in files.items()]
-    return client.post(f"/datasets/{dataset.pk}/import/", {"files": payload})
+    response = client.post(f"/datasets/{dataset.pk}/import/", {"files": payload})
+    if response.status_code == 302 and "/imports/" in response.url:
+        imports.import_batch_run_upload(batch_id=int(response.url.rstrip("/").rsplit("/", 1)[1]))
+    return response
 
 
 # --- Labels -----------------------------------------------------------------------------------------
@@ -349,7 +354,7 @@ def test_a_folder_import_runs_on_a_real_worker_and_aligns(
         {"female/a.jpg": "lfw/female/" + LFW_FEMALE, "male/b.jpg": "lfw/male/Brad_Johnson_0004.jpg"}
     )
     settings.CURATOR_IMPORT_ROOTS = [root.resolve()]
-    start_worker(queues="align", concurrency=2)
+    start_worker(queues="align,import", concurrency=2)
     alice_client.post(f"/datasets/{dataset.pk}/import/", {"path": str(root)})
 
     deadline = time.monotonic() + 90

@@ -73,7 +73,9 @@ def test_label_change_by_ids_with_versions_and_conflict(bob_api, alice_api, data
 def test_label_change_by_filter_then_undo(bob_api, dataset, faces):
     url = f"/api/v1/datasets/{dataset.pk}/label-changes/"
     unlabelled = [f.pk for f in faces if not f.label]
-    response = bob_api.post(url, {"filter": "label=unlabelled", "changes": {"is_excluded": True}}, format="json")
+    response = bob_api.post(
+        url, {"filter": "label=unlabelled", "changes": {"is_excluded": True}, "confirm_large": True}, format="json"
+    )
     assert response.json()["face_count"] == len(unlabelled)
     assert set(Face.objects.filter(is_excluded=True).values_list("id", flat=True)) == set(unlabelled)
     undo = bob_api.post(f"/api/v1/datasets/{dataset.pk}/undo/")

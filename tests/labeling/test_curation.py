@@ -8,8 +8,9 @@ import pytest
 from django.core.files.storage import default_storage
 
 from curator.models import Face
-from labeling import selectors, services
+from labeling import services
 from labeling.models import BulkAction
+from tests.embeddings.factories import descriptors_store
 from tests.labeling.factories import make_faces
 
 
@@ -17,7 +18,10 @@ def test_threshold_rule_excludes_failing_faces_and_is_reversible(alice, dataset)
     faces = make_faces(dataset, 20, labels=["female", "male"])
     expected = {f.pk for f in faces if f.size_px < 100 or abs(f.yaw) > 20}
     action = services.exclusion_rule_apply(
-        user=alice, dataset=dataset, thresholds={"min_size_px": "100", "max_abs_yaw": 20, "min_sharpness": ""}
+        user=alice,
+        dataset=dataset,
+        thresholds={"min_size_px": "100", "max_abs_yaw": 20, "min_sharpness": ""},
+        confirmed_large=True,
     )
     assert action.kind == BulkAction.Kind.RULE and action.face_count == len(expected) > 0
     assert set(Face.objects.filter(is_excluded=True).values_list("id", flat=True)) == expected
@@ -43,7 +47,7 @@ def test_min_per_class_excludes_small_classes(alice, dataset):
     dataset.classes = ["female", "male", "other"]
     dataset.save()
     make_faces(dataset, 12, labels=["female", "male", "male", "other"])  # 3 female, 6 male, 3 other
-    action = services.min_per_class_rule_apply(user=alice, dataset=dataset, minimum=4)
+    action = services.min_per_class_rule_apply(user=alice, dataset=dataset, minimum=4, confirmed_large=True)
     assert action.params["classes"] == ["female", "other"] and action.face_count == 6
     assert set(Face.objects.filter(is_excluded=False).values_list("label", flat=True)) == {"male"}
     with pytest.raises(services.InvalidChange):
@@ -74,7 +78,8 @@ def test_splits_keep_duplicates_identities_and_manual_choices(alice, bob, datase
     hashes[1] = hashes[0] ^ 0b101  # face 1 is a near-duplicate of face 0 (2 bits)
     metadata = [{"identity": f"p{i}"} for i in range(n)]
     metadata[3]["identity"] = metadata[2]["identity"] = "same-person"
-    faces = make_faces(dataset, n, labels=["female", "male"], phashes=hashes, metadata=metadata)
+    faces = make_faces(dataset, n, labels=["female", "male"], metadata=metadata)
+    descriptors_store(faces, phashes=hashes)  # region hashes of the original photos (embeddings)
     services.faces_update(user=bob, dataset=dataset, faces=[faces[5].pk], changes={"split": "test"})
     services.faces_update(user=bob, dataset=dataset, faces=[faces[7].pk], changes={"is_excluded": True})
     for seed in range(5):
@@ -95,44 +100,6 @@ def test_bad_split_parameters(alice, dataset):
     with pytest.raises(services.InvalidChange, match="seed"):
         services.splits_assign(user=alice, dataset=dataset, seed="x")
     assert not BulkAction.objects.exists()
-
-
-def test_hash_pairs_match_brute_force():
-    import random
-
-    rng = random.Random(3)
-    base = [rng.getrandbits(64) for _ in range(60)]
-    hashes = base + [h ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64)) for h in base[:20]]
-    ids = list(range(len(hashes)))
-    for d in (0, 2, 6, 10):
-        brute = sorted((i, j) for i in ids for j in ids if i < j and bin(hashes[i] ^ hashes[j]).count("1") <= d)
-        assert selectors.hash_pairs(ids, [h - (1 << 64) if h >= 1 << 63 else h for h in hashes], d) == brute
-
-
-def test_duplicate_groups_flag_conflicts_and_keep_one_excludes_the_rest(alice, dataset):
-    hashes = [(i * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF for i in range(1, 11)]
-    hashes[1] = hashes[0] ^ 1
-    hashes[2] = hashes[0] ^ 2
-    hashes[4] = hashes[3] ^ 0b11
-    faces = make_faces(dataset, 10, labels=["female", "male", "female", "male", "male"], phashes=hashes)
-    groups = selectors.duplicate_groups(dataset=dataset, max_distance=4)
-    assert [[f.pk for f in g["faces"]] for g in groups] == [
-        [faces[0].pk, faces[1].pk, faces[2].pk],
-        [faces[3].pk, faces[4].pk],
-    ]
-    assert groups[0]["conflict"] and groups[0]["labels"] == ["female", "male"]
-    assert not groups[1]["conflict"]
-    action = services.duplicates_keep_one(
-        user=alice, dataset=dataset, keep=faces[1].pk, faces=[f.pk for f in faces[:3]]
-    )
-    assert action.face_count == 2
-    assert list(Face.objects.filter(is_excluded=True).order_by("id").values_list("id", flat=True)) == [
-        faces[0].pk,
-        faces[2].pk,
-    ]
-    assert Face.objects.get(pk=faces[0].pk).exclusion_reason == f"near-duplicate of face {faces[1].pk}"
-    with pytest.raises(services.InvalidChange, match="not in this group"):
-        services.duplicates_keep_one(user=alice, dataset=dataset, keep=faces[9].pk, faces=[faces[3].pk, faces[4].pk])
 
 
 def test_export_has_folder_per_class_per_split_and_a_manifest(alice, dataset):

@@ -5,6 +5,7 @@ import pytest
 from curator.models import Face
 from labeling import services
 from labeling.models import BulkAction
+from tests.embeddings.factories import descriptors_store
 from tests.labeling.factories import make_faces
 
 
@@ -34,7 +35,9 @@ def test_small_classes_are_flagged(alice_client, dataset):
 
 
 def test_rule_form_applies_and_reports(alice_client, dataset, faces):
-    response = alice_client.post(f"/labeling/{dataset.pk}/curate/rules/", {"min_size_px": "100"}, follow=True)
+    response = alice_client.post(
+        f"/labeling/{dataset.pk}/curate/rules/", {"min_size_px": "100", "confirm_large": "1"}, follow=True
+    )
     n = Face.objects.filter(is_excluded=True).count()
     assert n == sum(1 for f in faces if f.size_px < 100) > 0
     assert f"Rule applied: {n} face(s) excluded (rule: size below 100.0 px)" in response.content.decode()
@@ -72,29 +75,35 @@ def test_class_keys_are_configurable_and_shown_on_the_grid(alice_client, dataset
     dataset.refresh_from_db()
     assert dataset.class_keys == {"female": "1", "male": "2"}
     body = alice_client.get(f"/labeling/{dataset.pk}/").content.decode()
-    assert "<kbd>1</kbd> female" in body and "<kbd>2</kbd> male" in body
+    # In the page's key map (the `?` overlay), which the grid's script binds.
+    assert '{"key": "1", "text": "label female"}' in body and '{"key": "2", "text": "label male"}' in body
 
 
 def test_duplicates_page_shows_groups_and_keep_one(alice_client, dataset):
     hashes = [(i * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF for i in range(1, 7)]
     hashes[1] = hashes[0] ^ 0b1
-    faces = make_faces(dataset, 6, labels=["female", "male", "female"], phashes=hashes)
+    faces = make_faces(dataset, 6, labels=["female", "male", "female"])
+    descriptors_store(faces, phashes=hashes)
     response = alice_client.get(f"/labeling/{dataset.pk}/duplicates/")
     assert response.context["group_count"] == 1
     assert "Conflicting labels: female / male" in response.content.decode()
     ids = f"{faces[0].pk},{faces[1].pk}"
     response = alice_client.post(
-        f"/labeling/{dataset.pk}/duplicates/keep/", {"faces": ids, "keep": faces[0].pk}, follow=True
+        f"/labeling/{dataset.pk}/duplicates/keep/", {"faces": ids, "keep": faces[0].pk, "confirm": "1"}, follow=True
     )
     assert f"Kept face {faces[0].pk}; excluded 1 duplicate(s)." in response.content.decode()
     assert Face.objects.get(pk=faces[1].pk).is_excluded
 
 
 def test_duplicates_page_bad_input(alice_client, dataset, faces):
-    response = alice_client.get(f"/labeling/{dataset.pk}/duplicates/", {"distance": "far"})
-    assert "The distance must be a whole number from 0 to 16" in response.content.decode()
     response = alice_client.post(f"/labeling/{dataset.pk}/duplicates/keep/", {"faces": "a,b", "keep": "x"}, follow=True)
     assert "whole numbers" in response.content.decode()
+    response = alice_client.post(
+        f"/labeling/{dataset.pk}/duplicates/keep/",
+        {"faces": f"{faces[0].pk},{faces[1].pk}", "keep": faces[0].pk, "confirm": "1"},
+        follow=True,
+    )
+    assert f"is not a near-duplicate of face {faces[0].pk}" in response.content.decode()
     assert not BulkAction.objects.exists()
 
 

@@ -139,7 +139,7 @@ def test_api_reads_for_members_only(alice, bob, charlie, dataset, faces, url):
 
 API_CURATOR_POSTS = [
     ("/api/v1/datasets/{ds}/splits/", {"seed": 1}),
-    ("/api/v1/datasets/{ds}/rules/", {"min_size_px": 100}),
+    ("/api/v1/datasets/{ds}/rules/", {"min_size_px": 100, "confirm_large": True}),
     ("/api/v1/datasets/{ds}/exports/", {}),
 ]
 

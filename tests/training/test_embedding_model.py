@@ -9,11 +9,12 @@ import pytest
 from curator.faces.chips import DESCRIPTOR_METHOD
 from curator.faces.pipeline import AlignOptions, detect_and_align, landmark_box
 from curator.images import load_rgb
+from embeddings.descriptors import features_for_faces
+from embeddings.features import photo_features
+from embeddings.models import FaceDescriptor
 from tests.training.predict_support import FIXTURES
 from training import inference, services
-from training.descriptors import features_for_faces
-from training.features import photo_features
-from training.models import FaceDescriptor, JobStatus, ModelVersion, Prediction
+from training.models import JobStatus, ModelVersion, Prediction
 from training.serving import image_predict
 
 pytestmark = pytest.mark.slow

@@ -5,8 +5,9 @@ version, with a clear error when the network file or a member is missing."""
 import numpy as np
 import pytest
 
+from embeddings import pretrained
 from tests.training.predict_support import FIXTURES, lfw_photo
-from training import inference, pretrained, services
+from training import inference, services
 from training.data import TrainingDataError
 from training.models import Architecture, JobStatus, ModelVersion, Prediction
 from training.serving import PredictError, image_predict
@@ -157,7 +158,7 @@ def test_a_version_of_classes_the_dataset_no_longer_has_is_refused(
 def test_pre_labels_need_no_descriptor_and_a_later_embedding_job_completes_the_cache(
     dataset, alice, training_faces, pretrained_version
 ):
-    from training.models import FaceDescriptor
+    from embeddings.models import FaceDescriptor
 
     rows = FaceDescriptor.objects.filter(face__dataset=dataset)
     assert rows.count() == len(training_faces)

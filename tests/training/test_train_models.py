@@ -10,9 +10,9 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
 
+from embeddings.descriptors import features_for_faces
 from training import inference, services
 from training.data import snapshot_read
-from training.descriptors import features_for_faces
 from training.models import JobStatus, ModelVersion, Prediction
 
 pytestmark = pytest.mark.slow

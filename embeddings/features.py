@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curator.faces import chips
-from training import pretrained
+from embeddings import pretrained
 
 
 @dataclass
@@ -25,6 +25,9 @@ class FaceFeatures:
     descriptor: np.ndarray | None  # float32 [128], of the chip (None: not computed, see photo_features)
     descriptor_flipped: np.ndarray | None  # float32 [128], of the mirrored chip
     pretrained: np.ndarray | None  # float32 [2], female/male, mean over chip and mirror
+    # pHash of the face's region of the original photo and of its mirror (near-duplicates).
+    region_phash: int | None = None
+    region_phash_mirrored: int | None = None
 
     @property
     def descriptor_tta(self) -> np.ndarray:
@@ -50,14 +53,39 @@ def photo_features(
         big = [chips.chip(s, chips.DESCRIPTOR_CHIP_SIZE, chips.DESCRIPTOR_CHIP_PADDING) for s in shapes]
         vectors = chips.descriptors([c for chip in big for c in (chip, chips.flipped(chip))])
     gender = _pretrained_probabilities(shapes, pretrained_model)
+    hashes = [region_phashes(rgb, box) for box in boxes]
     return [
         FaceFeatures(
             descriptor=None if vectors is None else vectors[2 * i],
             descriptor_flipped=None if vectors is None else vectors[2 * i + 1],
             pretrained=None if gender is None else gender[i],
+            region_phash=hashes[i][0],
+            region_phash_mirrored=hashes[i][1],
         )
         for i in range(len(boxes))
     ]
+
+
+# The region hashed for near-duplicates: the face box grown to this many box sides, square,
+# around its centre. Hair, clothes and background make two different people's regions differ
+# (the aligned crop, where every face is brought to the same place, makes them look alike), and
+# the margin is small enough that a copy cropped by 5-10 % still contains the whole region.
+REGION_SCALE = 1.6
+
+
+def region_phashes(rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int]:
+    """64-bit pHash of the face's region of the original photo, and of its mirror image (a
+    mirrored copy of the photo has the first equal to the original's second)."""
+    from curator.faces.quality import phash
+
+    left, top, right, bottom = (int(v) for v in box)
+    height, width = rgb.shape[:2]
+    side = max(right - left, bottom - top) * REGION_SCALE
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    x0, y0 = max(0, int(round(cx - side / 2))), max(0, int(round(cy - side / 2)))
+    x1, y1 = min(width, int(round(cx + side / 2))), min(height, int(round(cy + side / 2)))
+    region = np.ascontiguousarray(rgb[y0:y1, x0:x1]) if x1 - x0 >= 8 and y1 - y0 >= 8 else rgb
+    return phash(region), phash(chips.flipped(region))
 
 
 def _pretrained_probabilities(shapes: list[chips.FaceShape], model: str | None) -> np.ndarray | None:
@@ -101,7 +129,7 @@ def compute_photos(
     descriptor: bool = True,
 ) -> dict[int, FaceFeatures]:
     """Features of the faces of each photo's bytes (None: the file is gone). Runs in the pool
-    processes of training.descriptors, so it touches no database and no Django settings. A
+    processes of embeddings.descriptors, so it touches no database and no Django settings. A
     photo that is gone or no longer decodes is skipped."""
     from curator.images import ImageRejected, decode
 

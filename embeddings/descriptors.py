@@ -1,4 +1,4 @@
-"""Face features (training.features) for faces of the database, computed once from each face's
+"""Face features (embeddings.features) for faces of the database, computed once from each face's
 original photo and cached in FaceDescriptor.
 
 A row is current when it was computed by today's method from the same photo and landmark box;
@@ -19,13 +19,14 @@ from multiprocessing import get_context
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db.models import F
 
 from curator.faces.chips import DESCRIPTOR_METHOD
 from curator.faces.pipeline import landmark_box
 from curator.models import Face
-from training import pretrained
-from training.features import FaceFeatures, compute_photos
-from training.models import FaceDescriptor
+from embeddings import pretrained
+from embeddings.features import FaceFeatures, compute_photos
+from embeddings.models import DescriptorSet, FaceDescriptor
 
 # Below this many photos to compute, starting processes (about 2 s each) costs more than it saves.
 POOL_MIN_PHOTOS = 48
@@ -67,38 +68,49 @@ def _work_of(face_ids: list[int]) -> tuple[dict[int, str], list[PhotoWork]]:
 
 
 def features_for_faces(
-    face_ids: list[int], *, descriptor: bool = True, progress: Callable[[int, int], None] | None = None
+    face_ids: list[int],
+    *,
+    descriptor: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    region_hash: bool = False,
+    processes: int | None = None,
 ) -> dict[int, FaceFeatures]:
     """Features of the faces, from the cache where current, computed (and cached) otherwise.
     `descriptor=False` is enough for the pretrained network alone (seconds instead of minutes for
     a new dataset's pre-labels); a later call that wants the descriptor completes those rows.
+    `region_hash=True` also redoes rows stored before the region pHash existed (the embed
+    queue's batches; training does not need it). `processes` overrides
+    CURATOR_FEATURE_PROCESSES (1 in a Celery prefork child, which may not start processes).
     A face whose photo cannot be read is left out of the result."""
     face_ids = list(dict.fromkeys(face_ids))
     sources, photos = _work_of(face_ids)
     network_ok = pretrained.available()[0]
     result: dict[int, FaceFeatures] = {}
     cached = FaceDescriptor.objects.filter(face_id__in=face_ids, method=DESCRIPTOR_METHOD).values_list(
-        "face_id", "source", "vector", "vector_flipped", "pretrained"
+        "face_id", "source", "vector", "vector_flipped", "pretrained", "region_phash", "region_phash_mirrored"
     )
-    for face_id, source, vector, flipped, gender in cached:
+    for face_id, source, vector, flipped, gender, phash, phash_mirrored in cached:
         has_descriptor = bool(vector) and len(vector) > 0
         # A row computed while the pretrained network was missing is redone once it is back.
         if (
             source == sources.get(face_id)
             and (gender is not None or not network_ok)
             and (has_descriptor or not descriptor)
+            and (phash is not None or not region_hash)
         ):
             result[face_id] = FaceFeatures(
                 _vector(vector) if has_descriptor else None,
                 _vector(flipped) if has_descriptor else None,
                 _vector(gender),
+                phash,
+                phash_mirrored,
             )
     todo = [(path, [(pk, box) for pk, box in faces if pk not in result]) for path, faces in photos]
     todo = [(path, faces) for path, faces in todo if faces]
     total, done = len(sources), len(result)
     if progress:
         progress(done, total)
-    for computed in _compute(todo, descriptor=descriptor):
+    for computed in _compute(todo, descriptor=descriptor, processes=processes):
         _store(computed, sources)
         result.update(computed)
         done += len(computed)
@@ -108,6 +120,21 @@ def features_for_faces(
 
 
 def _store(computed: dict[int, FaceFeatures], sources: dict[int, str]) -> None:
+    if not computed:
+        return
+    _store_rows(computed, sources)
+    # The datasets' nearest-neighbour indexes and identity clusters are keyed by this stamp.
+    datasets = set(Face.objects.filter(pk__in=list(computed)).values_list("dataset_id", flat=True))
+    descriptor_stamp_bump(dataset_ids=datasets)
+
+
+def descriptor_stamp_bump(*, dataset_ids) -> None:
+    for dataset_id in sorted(dataset_ids):
+        DescriptorSet.objects.get_or_create(dataset_id=dataset_id)
+    DescriptorSet.objects.filter(dataset_id__in=list(dataset_ids)).update(stamp=F("stamp") + 1)
+
+
+def _store_rows(computed: dict[int, FaceFeatures], sources: dict[int, str]) -> None:
     FaceDescriptor.objects.bulk_create(
         [
             FaceDescriptor(
@@ -120,23 +147,33 @@ def _store(computed: dict[int, FaceFeatures], sources: dict[int, str]) -> None:
                 pretrained=None if f.pretrained is None else f.pretrained.astype(np.float32).tobytes(),
                 source=sources[face_id],
                 method=DESCRIPTOR_METHOD,
+                region_phash=f.region_phash,
+                region_phash_mirrored=f.region_phash_mirrored,
             )
             for face_id, f in computed.items()
         ],
         update_conflicts=True,
         unique_fields=["face"],
-        update_fields=["vector", "vector_flipped", "pretrained", "source", "method"],
+        update_fields=[
+            "vector",
+            "vector_flipped",
+            "pretrained",
+            "source",
+            "method",
+            "region_phash",
+            "region_phash_mirrored",
+        ],
     )
 
 
-def _compute(todo: list[PhotoWork], *, descriptor: bool):
+def _compute(todo: list[PhotoWork], *, descriptor: bool, processes: int | None = None):
     """Yields {face_id: FaceFeatures} per group of photos as they are done."""
     if not todo:
         return
     groups = [todo[i : i + PHOTOS_PER_TASK] for i in range(0, len(todo), PHOTOS_PER_TASK)]
     max_pixels = settings.CURATOR_MAX_IMAGE_PIXELS
     model = _pretrained_path()
-    processes = max(1, settings.CURATOR_FEATURE_PROCESSES)
+    processes = max(1, settings.CURATOR_FEATURE_PROCESSES if processes is None else processes)
     if processes == 1 or len(todo) < POOL_MIN_PHOTOS:
         for group in groups:
             yield compute_photos(_read(group), max_pixels=max_pixels, pretrained_model=model, descriptor=descriptor)

@@ -1,0 +1,141 @@
+"""Drill-down speed on a large dataset: the version page with its clickable plots, the curation
+page with its clickable histograms, and the grid pages their links open.
+
+    .venv/bin/python bench/drilldown.py [--faces 100000] [--repeat 5] [--reset]
+
+Uses bench/grid.py's synthetic dataset (DATABASE_URL, default .../curator_bench_drill), gives its
+model version a snapshot (training_data_collect + snapshot_write, as a job does) and an
+evaluation from its stored predictions, then times with the Django test Client: the version page
+cold (plots drawn) and warm (cached), the curation page cold and warm, and the grid for every
+confusion cell, every slice's errors, every calibration bin and every bar of the sharpness
+histogram, checking each grid count against the figure it comes from.
+The last line is JSON: {"version_page_cold_ms", "version_page_warm_ms", "curation_cold_ms",
+"drill_grid_p50_ms", "drill_grid_p95_ms", "drill_links", "count_mismatches"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/curator_bench_drill")
+import grid  # noqa: E402 (bench/grid.py: the synthetic dataset and its settings)
+from postgres_admin import ensure_database  # noqa: E402
+
+LINK = re.compile(r'<g id="([^"]+)">\s*<a xlink:href="([^"]+)"')
+
+
+def timed(client, url: str) -> tuple[float, str]:
+    t = time.perf_counter()
+    response = client.get(url)
+    ms = (time.perf_counter() - t) * 1000
+    if response.status_code != 200:
+        raise SystemExit(f"{url}: HTTP {response.status_code}")
+    return ms, response.content.decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="timed requests per link (after one warm-up)")
+    parser.add_argument("--reset", action="store_true")
+    args = parser.parse_args()
+
+    ensure_database(os.environ["DATABASE_URL"], "DATABASE_URL")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.test import Client
+
+    from labeling.selectors import quality_histogram_counts
+    from training.data import snapshot_write, training_data_collect
+    from training.models import ModelVersion, Prediction
+    from training.services import model_version_evaluate
+
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.DEBUG = False
+    call_command("migrate", verbosity=0)
+    dataset, user = grid.fill(args.faces, args.reset)
+    version = ModelVersion.objects.get(dataset=dataset, number=1)
+    # grid.py's synthetic predictions call p = 0.5 "male" while argmax([0.5, 0.5]) is female; the
+    # real pipeline stores the argmax, so the rows are made to agree with their probabilities.
+    Prediction.objects.filter(model_version=version, confidence=0.5).exclude(predicted_label="female").update(
+        predicted_label="female"
+    )
+    if not version.snapshot:
+        t = time.perf_counter()
+        data = training_data_collect(dataset=dataset, seed=0)
+        version.snapshot = snapshot_write(data=data, path=f"datasets/{dataset.pk}/models/v1-snapshot.csv")
+        version.metrics = model_version_evaluate(model_version=version, data=data)
+        version.save(update_fields=["snapshot", "metrics"])
+        print(f"snapshot and evaluation of {len(data.examples)} faces in {time.perf_counter() - t:.1f}s")
+    metrics = version.metrics
+    client = Client()
+    client.force_login(user)
+
+    cache.clear()
+    cold, body = timed(client, f"/training/versions/{version.pk}/")
+    warm = statistics.median(timed(client, f"/training/versions/{version.pk}/")[0] for _ in range(args.repeat))
+    print(f"version page: cold {cold:.0f} ms (plots drawn), warm {warm:.0f} ms ({metrics['n_test']} test faces)")
+    links = {gid: html.unescape(url) for gid, url in LINK.findall(body)}
+
+    expected: dict[str, int] = {}
+    matrix = metrics["confusion_matrix"]
+    for i, row in enumerate(matrix):
+        for j, n in enumerate(row):
+            expected[f"cell-{i}-{j}"] = n
+    for b in metrics["calibration"]:
+        expected[f"bin-{b['low']}-{b['high']}"] = b["n"]
+    for kind, rows in metrics["slices"].items():
+        for r in rows:
+            expected[f"slice-{kind}-{r['value']}"] = r["n"]
+
+    cache.clear()
+    cold_curation, body = timed(client, f"/labeling/{dataset.pk}/curate/")
+    print(f"curation page: cold {cold_curation:.0f} ms (histograms binned and drawn)")
+    sharpness = next(h for h in quality_histogram_counts(dataset=dataset) if h["metric"] == "sharpness")
+    for gid, url in LINK.findall(body):
+        match = re.fullmatch(r"bar-sharpness-(included|excluded)-(\d+)", gid)
+        if match:
+            links[gid] = html.unescape(url)
+            expected[gid] = sharpness[match.group(1)][int(match.group(2))]
+
+    times, mismatches = [], 0
+    print(f"\ngrid pages opened by {len(expected)} links ({args.repeat} timed requests each, ms):")
+    for gid, n in expected.items():
+        url = links[gid]
+        _, page = timed(client, url)  # warm-up
+        total = int(re.search(r'id="grid"[^>]*?data-total="(\d+)"', page, re.S).group(1))
+        mismatches += total != n
+        runs = [timed(client, url)[0] for _ in range(args.repeat)]
+        times += runs
+        print(f"  {gid:36s} p50 {statistics.median(runs):7.1f}  ({total} faces, figure says {n})")
+
+    figures = {
+        "version_page_cold_ms": round(cold),
+        "version_page_warm_ms": round(warm),
+        "curation_cold_ms": round(cold_curation),
+        "drill_grid_p50_ms": round(statistics.median(times), 1),
+        "drill_grid_p95_ms": round(grid.percentile(times, 0.95), 1),
+        "drill_links": len(expected),
+        "count_mismatches": mismatches,
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Delete aligned crop files that no face refers to: the crops of chunks whose worker was killed
+(or whose database write failed) after storing them, which a re-run never reuses.
+
+Crops live under `datasets/<id>/faces/<nnn>/` (curator.services.alignment._crop_path). The store
+may be S3, so files are found through the storage API (listdir), never by walking MEDIA_ROOT.
+A file is deleted only when it is older than the grace period (a chunk in flight stores its crops
+before the transaction that refers to them commits) and no Face row names it; both are checked
+again right before the delete. Celery beat runs this (curator.tasks.storage_cleanup_orphan_crops).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from curator.models import Face
+
+logger = logging.getLogger(__name__)
+
+DATASETS_PREFIX = "datasets"
+# Candidates are checked against the database this many at a time.
+BATCH = 500
+
+
+@dataclass
+class CleanupReport:
+    scanned: int = 0  # crop files seen
+    too_new: int = 0  # younger than the grace period: maybe a chunk in flight
+    referenced: int = 0
+    deleted: int = 0
+    failed: int = 0  # could not be deleted (logged); tried again next time
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _listdir(path: str) -> tuple[list[str], list[str]]:
+    try:
+        return default_storage.listdir(path)
+    except FileNotFoundError:  # FileSystemStorage: the folder is not there (S3 just lists nothing)
+        return [], []
+
+
+def _crop_files() -> Iterator[str]:
+    """Every file under datasets/*/faces/ (any depth), as storage names."""
+    dataset_dirs, _ = _listdir(DATASETS_PREFIX)
+    for dataset_dir in sorted(dataset_dirs):
+        stack = [f"{DATASETS_PREFIX}/{dataset_dir}/faces"]
+        while stack:
+            folder = stack.pop()
+            dirs, files = _listdir(folder)
+            stack += [f"{folder}/{d}" for d in sorted(dirs, reverse=True)]
+            for name in sorted(files):
+                yield f"{folder}/{name}"
+
+
+def _modified(name: str) -> datetime | None:
+    try:
+        return default_storage.get_modified_time(name)
+    except FileNotFoundError:
+        return None  # deleted meanwhile (a re-run replaced it, or another sweep)
+
+
+def _process(batch: list[str], cutoff: datetime, report: CleanupReport, dry_run: bool) -> None:
+    referenced = set(Face.objects.filter(crop__in=batch).values_list("crop", flat=True))
+    report.referenced += len(referenced)
+    for name in batch:
+        if name in referenced:
+            continue
+        modified = _modified(name)
+        if modified is None:
+            continue
+        # Again, just before deleting: a redelivered chunk may have stored this name anew and be
+        # about to commit the face that refers to it.
+        if modified >= cutoff or Face.objects.filter(crop=name).exists():
+            report.too_new += modified >= cutoff
+            continue
+        if dry_run:
+            report.deleted += 1
+            continue
+        try:
+            default_storage.delete(name)
+            report.deleted += 1
+        except Exception:
+            report.failed += 1
+            logger.warning("could not delete orphaned crop %s", name, exc_info=True)
+
+
+def orphan_crops_delete(*, grace_seconds: int | None = None, dry_run: bool = False) -> CleanupReport:
+    """Delete the crop files no face refers to that are older than `grace_seconds` (default
+    CURATOR_ORPHAN_CROP_GRACE_SECONDS); with dry_run, only count them. Returns the counts."""
+    grace = settings.CURATOR_ORPHAN_CROP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    report = CleanupReport()
+    batch: list[str] = []
+    for name in _crop_files():
+        report.scanned += 1
+        modified = _modified(name)
+        if modified is None:
+            continue
+        if modified >= cutoff:
+            report.too_new += 1
+            continue
+        batch.append(name)
+        if len(batch) >= BATCH:
+            _process(batch, cutoff, report, dry_run)
+            batch = []
+    if batch:
+        _process(batch, cutoff, report, dry_run)
+    logger.info(
+        "orphaned crops%s: %d files scanned, %d referenced, %d newer than %d s, %d deleted, %d failed",
+        " (dry run)" if dry_run else "",
+        report.scanned,
+        report.referenced,
+        report.too_new,
+        grace,
+        report.deleted,
+        report.failed,
+    )
+    return report

@@ -1,0 +1,65 @@
+"""A 2-D map of a dataset's face descriptors: t-SNE (scikit-learn, Barnes-Hut) of the descriptors
+reduced to 30 dimensions by PCA.
+
+Why t-SNE and not UMAP or PCA (measured on real dev-set descriptors, README "Face embeddings"):
+PCA takes a second but keeps little of the neighbourhoods (people of one gender and race are
+smeared over each other); t-SNE and UMAP keep them about equally well, and t-SNE needs nothing
+new: umap-learn brings numba and llvmlite, compiles for tens of seconds on each worker's first
+map and imports TensorFlow on import. PCA to 30 dimensions first keeps the neighbourhoods of
+dlib's 128-D descriptors and makes the neighbour search several times cheaper.
+
+    xy = projection_compute(vectors)        # float32 [n, 2], scaled into [0, 1]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHOD = "pca30-tsne"
+# Measured on 1,500 real dev-set descriptors and 10,000 drawn around them (README "Face
+# embeddings"): 30 PCA dimensions, 400 iterations (250 of them early exaggeration; scikit-learn's
+# default is 1000) and a coarser Barnes-Hut angle keep neighbourhoods as well as 50/500/0.5
+# (trustworthiness 0.956 vs 0.952) for 30% less CPU.
+TSNE_ITERATIONS = 400
+TSNE_ANGLE = 0.6
+PCA_DIMENSIONS = 30
+PERPLEXITY = 30.0
+
+
+def projection_compute(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """2-D coordinates (float32 [n, 2], each axis scaled into [0, 1]) of `vectors` (float [n, d]),
+    so that faces with near descriptors land near each other. Deterministic for a given seed."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"Expected a matrix of vectors, got an array of shape {x.shape}.")
+    n = len(x)
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    if n < 4:
+        # Too few points for a neighbourhood: a line in the order given is as honest as anything.
+        return _scaled(np.column_stack([np.arange(n, dtype=np.float32), np.zeros(n, dtype=np.float32)]))
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    dims = min(PCA_DIMENSIONS, n - 1, x.shape[1])
+    reduced = PCA(n_components=dims, random_state=seed).fit_transform(x) if dims < x.shape[1] else x
+    # Perplexity must stay below the number of points; small datasets get a smaller one.
+    perplexity = min(PERPLEXITY, max(1.0, (n - 1) / 3))
+    xy = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
+        max_iter=max(TSNE_ITERATIONS, 250),
+        angle=TSNE_ANGLE,
+        random_state=seed,
+        n_jobs=-1,
+    ).fit_transform(reduced.astype(np.float32))
+    return _scaled(xy)
+
+
+def _scaled(xy: np.ndarray) -> np.ndarray:
+    xy = np.asarray(xy, dtype=np.float64)
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    span = np.where(high - low > 0, high - low, 1.0)
+    return ((xy - low) / span).astype(np.float32)

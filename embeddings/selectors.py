@@ -1,0 +1,257 @@
+"""Reads over the face descriptors: a dataset's vectors, nearest neighbours, progress.
+
+The vector of a face used for similarity is dlib's descriptor of its chip averaged with the
+descriptor of the mirrored chip (a mirrored copy of a photo then lands on nearly the same point),
+and distances are Euclidean as dlib uses them: below 0.6 two faces are probably one person.
+
+Nearest neighbours: brute force over a float32 matrix kept per dataset in this process, keyed by
+the dataset's descriptor stamp (see README, "Face embeddings": ~5 ms for 100,000 x 128).
+
+    ids, vectors = dataset_vectors(dataset=dataset)
+    faces_nearest(dataset=dataset, vector=vectors[0], k=20)   # [(face id, distance), ...]
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from curator.faces.chips import DESCRIPTOR_METHOD
+from curator.faces.pipeline import landmark_box
+from curator.models import Dataset, Face
+from embeddings.models import DescriptorSet, FaceDescriptor
+
+DIMENSIONS = 128
+# dlib's own threshold: two descriptors closer than this are probably the same person.
+SAME_PERSON_DISTANCE = 0.6
+
+
+def source_of(path: str, box: tuple[int, int, int, int]) -> str:
+    """The cache key of a face's descriptor: its photo and the box its landmarks were found in."""
+    return f"{path}#{','.join(str(v) for v in box)}"
+
+
+def _similarity_vector(vector: bytes, flipped: bytes) -> np.ndarray:
+    a = np.frombuffer(bytes(vector), dtype=np.float32)
+    b = np.frombuffer(bytes(flipped), dtype=np.float32)
+    return (a + b) / 2 if len(b) == len(a) else a.copy()
+
+
+def _current_vectors(dataset_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of the dataset's faces whose stored descriptor is current: today's method,
+    computed from the face's present photo and box, with the 128-D vector (not only the
+    pretrained network's probabilities)."""
+    rows = (
+        FaceDescriptor.objects.filter(face__dataset_id=dataset_id, method=DESCRIPTOR_METHOD)
+        .exclude(vector=b"")
+        .values_list(
+            "face_id",
+            "source",
+            "vector",
+            "vector_flipped",
+            "face__image__file",
+            "face__image__width",
+            "face__image__height",
+            "face__box_left",
+            "face__box_top",
+            "face__box_right",
+            "face__box_bottom",
+            "face__whole_image",
+        )
+        .order_by("face_id")
+        .iterator(chunk_size=5000)
+    )
+    ids, vectors = [], []
+    for face_id, source, vector, flipped, path, width, height, left, top, right, bottom, whole in rows:
+        box = landmark_box(width=width, height=height, box=(left, top, right, bottom), whole_image=whole)
+        if source != source_of(path, box) or len(vector) != DIMENSIONS * 4:
+            continue
+        ids.append(face_id)
+        vectors.append(_similarity_vector(vector, flipped))
+    if not ids:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, DIMENSIONS), dtype=np.float32)
+    return np.asarray(ids, dtype=np.int64), np.stack(vectors).astype(np.float32)
+
+
+class VectorIndex:
+    """Exact nearest neighbours by brute force: one matrix-vector product and a partial sort.
+    Squared norms are kept so a query is |x|^2 - 2 x.v + |v|^2."""
+
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray):
+        self.ids = ids
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.norms = np.einsum("ij,ij->i", self.vectors, self.vectors)
+        self.position = {int(face_id): i for i, face_id in enumerate(ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def squared(self, vector: np.ndarray) -> np.ndarray:
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        return self.norms - 2 * (self.vectors @ v) + float(v @ v)
+
+    def distances(self, vector: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(self.squared(vector), 0))
+
+    def query(self, vector: np.ndarray, *, k: int, exclude_ids=()) -> list[tuple[int, float]]:
+        if len(self) == 0 or k <= 0:
+            return []
+        # Squared distances are ranked; only the k kept get a square root.
+        squared = self.squared(vector)
+        excluded = [self.position[i] for i in map(int, exclude_ids) if i in self.position]
+        if excluded:
+            squared[excluded] = np.inf
+        wanted = min(k, len(self) - len(excluded))
+        if wanted <= 0:
+            return []
+        nearest = np.argpartition(squared, wanted - 1)[:wanted] if wanted < len(self) else np.arange(len(self))
+        nearest = nearest[np.argsort(squared[nearest], kind="stable")]
+        distances = np.sqrt(np.maximum(squared[nearest], 0))
+        return [(int(self.ids[i]), float(d)) for i, d in zip(nearest, distances, strict=True) if np.isfinite(d)]
+
+
+# A few datasets' matrices per process (100,000 faces is 51 MB), least recently used dropped.
+_CACHE_SIZE = 4
+_cache: OrderedDict[int, tuple[tuple, VectorIndex]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def descriptor_stamp(dataset_id: int) -> tuple:
+    """Changes whenever the dataset's current descriptors may have: a descriptor batch stored
+    (DescriptorSet.stamp) or faces added or removed."""
+    stamp = DescriptorSet.objects.filter(dataset_id=dataset_id).values_list("stamp", flat=True).first() or 0
+    return (stamp, Face.objects.filter(dataset_id=dataset_id).count())
+
+
+def dataset_index(dataset_id: int) -> VectorIndex:
+    key = descriptor_stamp(dataset_id)
+    with _cache_lock:
+        hit = _cache.get(dataset_id)
+        if hit and hit[0] == key:
+            _cache.move_to_end(dataset_id)
+            return hit[1]
+    index = VectorIndex(*_current_vectors(dataset_id))
+    with _cache_lock:
+        _cache[dataset_id] = (key, index)
+        _cache.move_to_end(dataset_id)
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return index
+
+
+def dataset_vectors(*, dataset: Dataset, face_ids=None, include_excluded: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(face ids int64 [n], vectors float32 [n, 128]) of the dataset's faces that have a current
+    descriptor, in face id order; `face_ids` narrows them, `include_excluded=False` leaves out
+    excluded faces."""
+    index = dataset_index(dataset.pk)
+    keep = np.ones(len(index), dtype=bool)
+    if face_ids is not None:
+        keep &= np.isin(index.ids, np.fromiter((int(i) for i in face_ids), dtype=np.int64))
+    if not include_excluded:
+        excluded = np.fromiter(
+            Face.objects.filter(dataset=dataset, is_excluded=True).values_list("pk", flat=True), dtype=np.int64
+        )
+        keep &= ~np.isin(index.ids, excluded)
+    return index.ids[keep].copy(), index.vectors[keep].copy()
+
+
+def faces_nearest(*, dataset: Dataset, vector: np.ndarray, k: int = 20, exclude_ids=()) -> list[tuple[int, float]]:
+    """The k faces of the dataset nearest to `vector` (a 128-D descriptor, e.g. of an uploaded
+    photo), as (face id, distance), nearest first."""
+    return dataset_index(dataset.pk).query(vector, k=k, exclude_ids=exclude_ids)
+
+
+def face_vector(face: Face) -> np.ndarray | None:
+    """The face's similarity vector, None while its descriptor is missing or stale."""
+    index = dataset_index(face.dataset_id)
+    position = index.position.get(face.pk)
+    return None if position is None else index.vectors[position]
+
+
+def face_neighbours(*, face: Face, k: int = 20) -> list[tuple[int, float]]:
+    """The k faces nearest to `face` (itself left out), nearest first; [] while it has no
+    current descriptor."""
+    vector = face_vector(face)
+    if vector is None:
+        return []
+    return dataset_index(face.dataset_id).query(vector, k=k, exclude_ids=(face.pk,))
+
+
+def descriptor_progress(*, dataset: Dataset) -> dict:
+    """{"faces": aligned faces, "done": faces with a current descriptor, "running": descriptor
+    batches queued or computing} for the dataset page."""
+    faces = Face.objects.filter(dataset=dataset).exclude(crop="").count()
+    done = len(dataset_index(dataset.pk))
+    pending = DescriptorSet.objects.filter(dataset=dataset).values_list("batches_pending", flat=True).first() or 0
+    return {"faces": faces, "done": min(done, faces), "running": pending > 0 and done < faces}
+
+
+# --- Near-duplicates and identities ---------------------------------------------------------------
+
+
+def duplicate_records(*, dataset: Dataset, face_ids=None) -> list:
+    """embeddings.duplicates.FaceRecord of the dataset's faces (or of `face_ids`): the sha256 of
+    every face's photo, the descriptor and region hashes where current."""
+    from embeddings.duplicates import FaceRecord
+
+    index = dataset_index(dataset.pk)
+    faces = Face.objects.filter(dataset=dataset)
+    if face_ids is not None:
+        faces = faces.filter(pk__in=list(face_ids))
+    rows = faces.values_list("pk", "image_id", "image__sha256")
+    hashes = dict(
+        (f, (h, m))
+        for f, h, m in FaceDescriptor.objects.filter(face__in=faces, region_phash__isnull=False).values_list(
+            "face_id", "region_phash", "region_phash_mirrored"
+        )
+    )
+    out = []
+    for face_id, image_id, sha256 in rows:
+        position = index.position.get(face_id)
+        # Hashes only alongside a current descriptor: both come from the same computation.
+        h, m = hashes.get(face_id, (None, None)) if position is not None else (None, None)
+        vector = None if position is None else index.vectors[position]
+        out.append(FaceRecord(face_id, image_id, sha256, vector, h, m))
+    return out
+
+
+def dataset_duplicates(*, dataset: Dataset) -> tuple[list[list[int]], dict]:
+    """(groups, pairs) of the dataset's near-duplicates (embeddings.duplicates), cached in this
+    process per descriptor stamp."""
+    from embeddings.duplicates import complete_linkage_groups, pair_evidence
+
+    key = ("dupes", dataset.pk, descriptor_stamp(dataset.pk))
+    with _cache_lock:
+        hit = _duplicates_cache.get(dataset.pk)
+    if hit and hit[0] == key:
+        return hit[1]
+    pairs = pair_evidence(duplicate_records(dataset=dataset))
+    value = (complete_linkage_groups(pairs), pairs)
+    with _cache_lock:
+        _duplicates_cache[dataset.pk] = (key, value)
+        while len(_duplicates_cache) > _CACHE_SIZE:
+            _duplicates_cache.pop(next(iter(_duplicates_cache)))
+    return value
+
+
+_duplicates_cache: dict[int, tuple[tuple, tuple]] = {}
+
+
+def face_identities(*, face_ids) -> dict[int, int]:
+    """{face id: identity cluster} of the faces that have one."""
+    from embeddings.models import FaceIdentity
+
+    return dict(FaceIdentity.objects.filter(face_id__in=list(face_ids)).values_list("face_id", "cluster"))
+
+
+def identity_leakage(*, train_ids, test_ids) -> dict:
+    """How many test faces share an identity cluster with a training face: {"test": n, "leaked":
+    m, "clustered": test faces that have a cluster at all}."""
+    train_ids, test_ids = list(train_ids), list(test_ids)
+    clusters = face_identities(face_ids=train_ids + test_ids)
+    trained = {clusters[f] for f in train_ids if f in clusters}
+    clustered = [f for f in test_ids if f in clusters]
+    leaked = sum(1 for f in clustered if clusters[f] in trained)
+    return {"test": len(test_ids), "leaked": leaked, "clustered": len(clustered)}
