@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import os
 import re
 import statistics
 import sys
@@ -29,9 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/curator_bench_drill")
-import grid  # noqa: E402 (bench/grid.py: the synthetic dataset and its settings)
-from postgres_admin import ensure_database  # noqa: E402
+from support import bench_django_setup, bench_environment  # noqa: E402 (bench/, beside this script)
+
+bench_environment("postgres://postgres@127.0.0.1:5432/curator_bench_drill")
+import grid  # noqa: E402 (bench/grid.py: the synthetic dataset)
 
 LINK = re.compile(r'<g id="([^"]+)">\s*<a xlink:href="([^"]+)"')
 
@@ -52,13 +52,8 @@ def main() -> None:
     parser.add_argument("--reset", action="store_true")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"], "DATABASE_URL")
-    import django
-
-    django.setup()
-    from django.conf import settings
+    bench_django_setup()
     from django.core.cache import cache
-    from django.core.management import call_command
     from django.test import Client
 
     from labeling.selectors import quality_histogram_counts
@@ -66,9 +61,6 @@ def main() -> None:
     from training.models import ModelVersion, Prediction
     from training.services import model_version_evaluate
 
-    settings.ALLOWED_HOSTS = ["*"]
-    settings.DEBUG = False
-    call_command("migrate", verbosity=0)
     dataset, user = grid.fill(args.faces, args.reset)
     version = ModelVersion.objects.get(dataset=dataset, number=1)
     # grid.py's synthetic predictions call p = 0.5 "male" while argmax([0.5, 0.5]) is female; the

@@ -26,13 +26,10 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from postgres_admin import ensure_database  # noqa: E402 (bench/, beside this script)
+from support import bench_django_setup, bench_environment  # noqa: E402 (bench/, beside this script)
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/curator_bench"
-os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "curator.settings")
-os.environ.setdefault("DEBUG", "1")  # bench runs need no SECRET_KEY and no HTTPS redirects
-os.environ.setdefault("MEDIA_ROOT", str(ROOT / "var" / "bench-media"))
+bench_environment(DEFAULT_URL)
 
 CLASSES = ["female", "male"]
 FILTERS = [
@@ -184,22 +181,13 @@ def main() -> None:
     parser.add_argument("--reset", action="store_true", help="rebuild the bench dataset")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"], "DATABASE_URL")
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
+    bench_django_setup()
     from django.http import QueryDict
     from django.test import Client
 
     from curator.models import Face
     from labeling import filters, services
 
-    settings.ALLOWED_HOSTS = ["*"]
-    # DEBUG=1 only picked the plain static storage at import; timing runs without query logging.
-    settings.DEBUG = False
-    call_command("migrate", verbosity=0)
     dataset, user = fill(args.faces, args.reset)
 
     client = Client()

@@ -28,19 +28,17 @@ Ends with one JSON line:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from postgres_admin import drop_database, recreate_database  # bench/, beside this script
+from support import CeleryWorker, redis_cleanup
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,55 +59,6 @@ def configure() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "curator.settings")
     os.environ.setdefault("DEBUG", "1")
     os.environ["PYTHONUNBUFFERED"] = "1"
-
-
-class Worker:
-    """A real `celery -A curator worker` subprocess on the bench database, media and prefix."""
-
-    def __init__(self, queues: str, concurrency: int, log_path: Path):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "curator", "worker", "-Q", queues, "-c", str(concurrency)]
-            + ["--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-            + ["-n", f"import-bench-{queues}-{os.getpid()}@%h"],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while " ready." not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the celery {queues} worker did not start:\n{self.output()[-3000:]}")
-            time.sleep(0.3)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
-
-
-def redis_cleanup(prefix: str) -> None:
-    import redis
-    from django.conf import settings
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def build_folder(dev: Path, utk: int, large: int) -> int:
@@ -139,7 +88,7 @@ def build_folder(dev: Path, utk: int, large: int) -> int:
     return len(lfw) + len(crops) + large
 
 
-def wait(condition, timeout: float, what: str, workers: list[Worker]) -> None:
+def wait(condition, timeout: float, what: str, workers: list[CeleryWorker]) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -148,7 +97,7 @@ def wait(condition, timeout: float, what: str, workers: list[Worker]) -> None:
         time.sleep(0.1)
 
 
-def end_to_end(user, run: int, workers: list[Worker]) -> tuple[float, object]:
+def end_to_end(user, run: int, workers: list[CeleryWorker]) -> tuple[float, object]:
     from curator.models import AlignmentJob, ImportBatch, SourceImage
     from curator.services import datasets, imports
 
@@ -180,7 +129,7 @@ def end_to_end(user, run: int, workers: list[Worker]) -> tuple[float, object]:
     return rate, dataset
 
 
-def align_only(dataset, workers: list[Worker]) -> float:
+def align_only(dataset, workers: list[CeleryWorker]) -> float:
     from curator.models import AlignmentJob, Face
     from curator.services.alignment import alignment_job_start
 
@@ -259,11 +208,11 @@ def main() -> None:
     print(f"{count} photos in {PHOTOS}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}", flush=True)
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    workers: list[Worker] = []
+    workers: list[CeleryWorker] = []
     e2e, alone = [], []
     try:
-        workers.append(Worker("align", 2, BENCH_DIR / "import-align-worker.log"))
-        workers.append(Worker("import", 1, BENCH_DIR / "import-import-worker.log"))
+        workers.append(CeleryWorker("align", 2, BENCH_DIR / "import-align-worker.log", name="import-bench-align"))
+        workers.append(CeleryWorker("import", 1, BENCH_DIR / "import-import-worker.log", name="import-bench-import"))
         for run in range(1, args.repeats + 1):
             print(f"run {run} (load average {os.getloadavg()[0]:.1f}):", flush=True)
             rate, dataset = end_to_end(user, run, workers)

@@ -49,7 +49,6 @@ predict calls per descriptor-based model (~175 ms a photo) and 15 s for a CNN. A
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
@@ -57,9 +56,7 @@ import multiprocessing
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -67,6 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postgres_admin import drop_database, ensure_database  # bench/, beside this script
+from support import CeleryWorker, redis_cleanup
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -156,74 +154,6 @@ def reset_storage(env: dict) -> None:
     env["record"].unlink(missing_ok=True)
 
 
-def redis_cleanup(prefix: str) -> None:
-    """Delete the bench's own broker keys (only those under its prefix)."""
-    import redis
-    from django.conf import settings
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
-class AlignWorker:
-    """A real `celery -A curator worker -Q align` subprocess on the bench database and media."""
-
-    def __init__(self, concurrency: int, log_path: Path):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "curator",
-                "worker",
-                "-Q",
-                "align",
-                "-c",
-                str(concurrency),
-                "--pool",
-                "prefork",
-                "-l",
-                "info",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"quality-bench-{os.getpid()}@%h",
-            ],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while " ready." not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the celery align worker did not start:\n{self.output()[-3000:]}")
-            time.sleep(0.3)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # pool children of this worker, if any are left
-        self.log.close()
-
-
 # --- Step 1: the dataset, as a user builds it ---------------------------------------------------------
 
 
@@ -279,7 +209,7 @@ def build_dataset(args, env: dict, root: Path, rows: list[dict], stages: dict):
 
     source = subset_folder(root, rows, args.limit, env["tag"]) if args.limit else root
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    worker = AlignWorker(args.processes, BENCH_DIR / f"{env['tag']}-worker.log")
+    worker = CeleryWorker("align", args.processes, BENCH_DIR / f"{env['tag']}-worker.log", name="quality-bench")
     try:
         print(f"align worker ready (pid {worker.process.pid}, log {worker.log_path})")
         print(f"importing {source} with `manage.py import_images` ...", flush=True)
@@ -329,7 +259,7 @@ def build_dataset(args, env: dict, root: Path, rows: list[dict], stages: dict):
     return dataset
 
 
-def wait_alignment(job, worker: AlignWorker) -> None:
+def wait_alignment(job, worker: CeleryWorker) -> None:
     last_print = last_change = time.monotonic()
     last_done = -1
     while True:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -25,12 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from postgres_admin import ensure_database  # noqa: E402 (bench/, beside this script)
+from support import bench_django_setup, bench_environment  # noqa: E402 (bench/, beside this script)
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/curator_bench_safe")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "curator.settings")
-os.environ.setdefault("DEBUG", "1")
-os.environ.setdefault("MEDIA_ROOT", str(ROOT / "var" / "bench-media"))
+bench_environment("postgres://postgres@127.0.0.1:5432/curator_bench_safe")
 
 
 def timed(client, method: str, url: str, repeat: int, **kwargs) -> list[float]:
@@ -53,12 +49,7 @@ def main() -> None:
     parser.add_argument("--reset", action="store_true")
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"], "DATABASE_URL")
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
+    bench_django_setup()
     from django.test import Client
     from grid import fill, vacuum
 
@@ -66,9 +57,6 @@ def main() -> None:
     from labeling import services
     from labeling.models import BulkAction
 
-    settings.ALLOWED_HOSTS = ["*"]
-    settings.DEBUG = False
-    call_command("migrate", verbosity=0)
     dataset, user = fill(args.faces, args.reset)
     big = BulkAction.objects.filter(dataset=dataset, kind="label", face_count=10_000).first()
     if big is None:

@@ -199,6 +199,9 @@ CURATOR_DEFAULT_CLASSES = env_list("CURATOR_DEFAULT_CLASSES", "female,male")
 # A bulk action (exclusion rule, bulk relabel, "keep this one") changing more than this share of a
 # dataset's faces needs a second, explicit confirmation (labeling.services.action_share_check).
 CURATOR_MAX_ACTION_SHARE = float(os.environ.get("CURATOR_MAX_ACTION_SHARE") or 0.2)
+# Descriptor distance below which two faces are linked as one person (embeddings/identities.py
+# says why 0.5 and not dlib's 0.6).
+CURATOR_IDENTITY_DISTANCE = float(os.environ.get("CURATOR_IDENTITY_DISTANCE", "0.5"))
 CURATOR_ALIGN_CROP_SIZE = env_int("CURATOR_ALIGN_CROP_SIZE", 160)
 CURATOR_DETECT_MAX_SIDE = env_int("CURATOR_DETECT_MAX_SIDE", 1024)
 CURATOR_DETECT_UPSAMPLE = env_int("CURATOR_DETECT_UPSAMPLE", 1)

@@ -140,15 +140,21 @@ def _recent(history: list[float], now: float, duration: int) -> list[float]:
     return [t for t in history if t > now - duration]
 
 
+def _login_counters(request, username: str, now: float):
+    """(by, cache key, allowed count, window seconds, failures within the window) of each limit
+    that applies: the user name's (when one was typed) and the address's."""
+    for by, key, rate in _login_keys(request, username):
+        if rate is None or (by == "user" and not username.strip()):
+            continue
+        count, duration = rate
+        yield by, key, count, duration, _recent(_cache().get(key, []), now, duration)
+
+
 def login_blocked(request, username: str) -> LoginBlock | None:
     """A block when this user name or this address already failed too often within its window."""
     now = time.time()
     try:
-        for by, key, rate in _login_keys(request, username):
-            if rate is None or (by == "user" and not username.strip()):
-                continue
-            count, duration = rate
-            history = _recent(_cache().get(key, []), now, duration)
+        for by, _key, count, duration, history in _login_counters(request, username, now):
             if len(history) >= count:
                 return LoginBlock(seconds=max(1, math.ceil(min(history) + duration - now)), by=by)
     except Exception:
@@ -160,11 +166,7 @@ def login_failure_record(request, username: str) -> None:
     """Count one failed log-in against the user name and the address."""
     now = time.time()
     try:
-        for by, key, rate in _login_keys(request, username):
-            if rate is None or (by == "user" and not username.strip()):
-                continue
-            count, duration = rate
-            history = _recent(_cache().get(key, []), now, duration)
+        for _by, key, count, duration, history in _login_counters(request, username, now):
             # Only the newest `count` matter for the decision; the list stays small.
             _cache().set(key, (history + [now])[-count:], duration)
     except Exception:

@@ -18,13 +18,14 @@ import re
 from pathlib import PurePosixPath
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from curator.models import Face
 from embeddings.graph import close_pairs
 from embeddings.models import DescriptorSet, FaceIdentity
 
-CLUSTER_DISTANCE = 0.5
+CLUSTER_DISTANCE = 0.5  # the default of CURATOR_IDENTITY_DISTANCE
 NEIGHBOURS = 30
 IDENTITY_KEYS = ("identity", "person")
 LFW_NAME = re.compile(r"^([A-Z][A-Za-z'.-]*(?:_[A-Za-z'.-]+)+)_\d{4}$")
@@ -59,7 +60,7 @@ def identity_clusters_compute(*, dataset_id: int, stamp: int | None = None) -> i
     from embeddings.selectors import dataset_index
 
     index = dataset_index(dataset_id)
-    labels = cluster_labels(index.vectors)
+    labels = cluster_labels(index.vectors, threshold=settings.CURATOR_IDENTITY_DISTANCE)
     rows = Face.objects.filter(dataset_id=dataset_id).values_list("pk", "image__metadata", "image__original_name")
     known = {pk: name for pk, meta, original in rows if (name := known_identity(meta, original))}
     cluster: dict[int, tuple[int, bool]] = {}

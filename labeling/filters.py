@@ -465,7 +465,7 @@ def describe_filter(*, dataset: Dataset, values: dict) -> list[str]:
 
 
 def _unit(text: str) -> str:
-    """ " px" / "°" from a QUALITY description such as "size at least (px)"."""
+    """The unit (" px", "°") of a QUALITY description such as "size at least (px)"."""
     if "(" not in text:
         return ""
     unit = text.rsplit("(", 1)[1].rstrip(")")

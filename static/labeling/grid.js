@@ -169,7 +169,9 @@ export function initFaceGrid(root, options = {}) {
     return run;
   }
 
-  function change(faceTiles, changes, { advance = true } = {}) {
+  // Post one change of the given tiles (a label change, or "not a face") in order with the
+  // others; a single focused tile moves the focus on at once, as a reviewer types ahead.
+  function sendChange(faceTiles, url, body, { advance = true, onDone = null } = {}) {
     if (!faceTiles.length) {
       say("No face is focused: click a face or press an arrow key first.", "error");
       return Promise.resolve(null);
@@ -177,7 +179,6 @@ export function initFaceGrid(root, options = {}) {
     faceTiles.forEach((t) => t.classList.add("saving"));
     const single = faceTiles.length === 1;
     if (advance && single) {
-      // Move on at once (a reviewer types ahead); the answer updates the tile when it comes.
       const all = tiles();
       const index = all.indexOf(faceTiles[0]);
       if (index < all.length - 1) setFocus(index + 1);
@@ -185,14 +186,12 @@ export function initFaceGrid(root, options = {}) {
     return enqueue(async () => {
       const ids = faceTiles.map((t) => Number(t.dataset.id));
       const versions = Object.fromEntries(faceTiles.map((t) => [t.dataset.id, Number(t.dataset.version)]));
-      const data = await postJSON(root.dataset.changeUrl, { faces: ids, versions, changes });
+      const data = await postJSON(url, { faces: ids, versions, ...body });
       faceTiles.forEach((t) => t.classList.remove("saving"));
       if (data.ok) {
         faceTiles.forEach((t) => t.classList.remove("conflict"));
         applyFaces(data.faces);
-        const last = single && tiles().indexOf(faceTiles[0]) === tiles().length - 1;
-        say(last ? `${data.message} Last face of the page: press Enter for the next page.` : data.message, "ok");
-        if (single && !advance) loadDetail(faceTiles[0].dataset.id);
+        onDone(data, single);
       } else {
         if (data.current) {
           applyFaces(data.current);
@@ -201,6 +200,17 @@ export function initFaceGrid(root, options = {}) {
         say(data.error, "error");
       }
       return data;
+    });
+  }
+
+  function change(faceTiles, changes, { advance = true } = {}) {
+    return sendChange(faceTiles, root.dataset.changeUrl, { changes }, {
+      advance,
+      onDone(data, single) {
+        const last = single && tiles().indexOf(faceTiles[0]) === tiles().length - 1;
+        say(last ? `${data.message} Last face of the page: press Enter for the next page.` : data.message, "ok");
+        if (single && !advance) loadDetail(faceTiles[0].dataset.id);
+      },
     });
   }
 
@@ -406,31 +416,12 @@ export function initFaceGrid(root, options = {}) {
   // --- Not a face: a false detection, excluded with that reason (its own action in the history)
 
   function notFace(faceTiles, { advance = true } = {}) {
-    if (!faceTiles.length) {
-      say("No face is focused: click a face or press an arrow key first.", "error");
-      return Promise.resolve(null);
-    }
-    faceTiles.forEach((t) => t.classList.add("saving"));
-    const single = faceTiles.length === 1;
-    if (advance && single) {
-      const all = tiles();
-      const index = all.indexOf(faceTiles[0]);
-      if (index < all.length - 1) setFocus(index + 1);
-    }
-    return enqueue(async () => {
-      const ids = faceTiles.map((t) => Number(t.dataset.id));
-      const versions = Object.fromEntries(faceTiles.map((t) => [t.dataset.id, Number(t.dataset.version)]));
-      const data = await postJSON(root.dataset.notFaceUrl, { faces: ids, versions });
-      faceTiles.forEach((t) => t.classList.remove("saving"));
-      if (data.ok) {
-        applyFaces(data.faces);
+    return sendChange(faceTiles, root.dataset.notFaceUrl, {}, {
+      advance,
+      onDone(data) {
         faceTiles.forEach((t) => t.classList.add("not-face"));
         say(`${data.message} Press z to undo.`, "ok");
-      } else {
-        if (data.current) applyFaces(data.current);
-        say(data.error, "error");
-      }
-      return data;
+      },
     });
   }
   document.getElementById("not-face-button")?.addEventListener("click", () => {

@@ -22,13 +22,13 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def new_page(browser, live_server):
-    """new_page(user) -> a Playwright page logged in as that user, in its own browser context."""
+def logged_in_pages(browser, live_server, viewport: dict):
+    """open(user) -> a Playwright page logged in as that user, each in its own browser context
+    of this window size; yields the opener and closes the contexts afterwards."""
     contexts = []
 
     def open_page(user):
-        context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(base_url=live_server.url, viewport=viewport)
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()
@@ -42,3 +42,9 @@ def new_page(browser, live_server):
     yield open_page
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def new_page(browser, live_server):
+    """new_page(user) -> a Playwright page logged in as that user, in its own browser context."""
+    yield from logged_in_pages(browser, live_server, {"width": 1400, "height": 1000})

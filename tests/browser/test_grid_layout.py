@@ -6,6 +6,7 @@ import pytest
 
 from curator.models import Face
 from labeling.models import BulkAction
+from tests.browser.conftest import logged_in_pages
 from tests.labeling.factories import make_faces
 
 pytestmark = pytest.mark.browser
@@ -15,25 +16,7 @@ LAPTOP = {"width": 1366, "height": 768}
 
 @pytest.fixture
 def laptop_page(browser, live_server):
-    contexts = []
-
-    def open_page(user):
-        from tests.conftest import PASSWORD
-
-        context = browser.new_context(base_url=live_server.url, viewport=LAPTOP)
-        context.set_default_timeout(15_000)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto("/accounts/login/")
-        page.fill("#id_username", user.username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(lambda url: "/accounts/login/" not in url)
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
+    yield from logged_in_pages(browser, live_server, LAPTOP)
 
 
 def visible_rows(page) -> int:
