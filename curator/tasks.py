@@ -15,15 +15,20 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError, *STORAGE_ERRORS)
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=6,
-)
+# Options of a task that is safe to run twice: delivered again if its worker is lost, retried with
+# backoff on a passing fault of the infrastructure (alignment chunks, descriptor batches).
+RETRIED_TASK = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+
+@shared_task(**RETRIED_TASK)
 def align_chunk(job_id: int, image_ids: list[int]) -> int:
     """Align the still-pending images of a chunk of an alignment job; safe to run twice."""
     from curator.services.alignment import alignment_chunk_process
