@@ -1,61 +1,25 @@
-"""What several benchmarks share: a real Celery worker subprocess, the clean-up of their Redis keys,
-and Django set up on a bench's own PostgreSQL database. No Django imports at module import (Django
-is imported inside the functions), so a bench can import this before it configures its environment."""
+"""What several benchmarks share: a real Celery worker subprocess (CeleryWorker, from
+tests/celery_worker.py, which the tests use too), the clean-up of their Redis keys, and Django set up
+on a bench's own PostgreSQL database. No Django imports at module import (Django is imported inside
+the functions), so a bench can import this before it configures its environment."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from postgres_admin import ensure_database  # bench/, beside this module
 
 ROOT = Path(__file__).resolve().parent.parent
+# The worker launcher is shared with the tests; bench scripts import this module before they put the
+# repository root on sys.path themselves.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
+from tests.celery_worker import CeleryWorker  # noqa: E402
 
-class CeleryWorker:
-    """A real `celery -A curator worker -Q <queues>` subprocess with this process's environment (so
-    the bench's database, media and Redis key prefix), its output in `log_path`; named
-    `<name>-<pid>@<host>`. Returns once the worker is ready; exits the bench if it does not start."""
-
-    def __init__(self, queues: str, concurrency: int, log_path: Path, name: str):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "curator", "worker", "-Q", queues, "-c", str(concurrency)]
-            + ["--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-            + ["-n", f"{name}-{os.getpid()}@%h"],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while " ready." not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the celery {queues} worker did not start:\n{self.output()[-3000:]}")
-            time.sleep(0.3)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # pool children of this worker, if any are left
-        self.log.close()
+__all__ = ["CeleryWorker", "bench_django_setup", "bench_environment", "redis_cleanup"]
 
 
 def redis_cleanup(prefix: str) -> None:

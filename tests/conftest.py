@@ -1,12 +1,8 @@
 """Shared fixtures. Users are named as in the permission tests: alice is a curator who owns the
 dataset, bob is an annotator on it, charlie has no access, and admin is staff."""
 
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import types
 from pathlib import Path
@@ -17,6 +13,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from curator.models import Dataset, Membership
+from tests.celery_worker import CeleryWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_FACES = ROOT / "tests" / "fixtures" / "faces"
@@ -132,81 +129,15 @@ def subprocess_env(media_root: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """A real `celery worker` subprocess on real Redis, reading the test database."""
-
-    def __init__(self, media_root: Path, log_path: Path, queues: str, concurrency: int, env: dict[str, str]):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "curator",
-                "worker",
-                "-Q",
-                queues,
-                "-c",
-                str(concurrency),
-                "--pool",
-                "prefork",
-                "-l",
-                "info",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test-{os.getpid()}-{time.time_ns()}@%h",
-            ],
-            cwd=ROOT,
-            env=subprocess_env(media_root, **env),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.wait_ready()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.output():
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"celery worker exited early:\n{self.output()}")
-            time.sleep(0.2)
-        raise RuntimeError(f"celery worker not ready after {timeout}s:\n{self.output()}")
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker (main process and its children), as a lost machine would."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # leftover pool children, if any
-        self.log.close()
-
-
 @pytest.fixture
 def start_worker(transactional_db, media_root, tmp_path):
     """Start real Celery workers: `start_worker(queues="align", concurrency=2, **env)`.
     Tests using it run outside a transaction so the worker sees their rows."""
-    workers: list[WorkerProcess] = []
+    workers: list[CeleryWorker] = []
 
-    def start(queues: str = "align,train,predict,embed", concurrency: int = 2, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(media_root, tmp_path / f"worker-{len(workers)}.log", queues, concurrency, env)
+    def start(queues: str = "align,train,predict,embed", concurrency: int = 2, **env: str) -> CeleryWorker:
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        worker = CeleryWorker(queues, concurrency, log_path, name="test", env=subprocess_env(media_root, **env))
         workers.append(worker)
         return worker
 

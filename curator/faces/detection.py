@@ -7,9 +7,11 @@ pixels, where landmarks and the warp are computed."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import cv2
 import dlib
@@ -33,6 +35,111 @@ def hog_detector() -> dlib.fhog_object_detector:
 @cache
 def cnn_detector() -> dlib.cnn_face_detection_model_v1:
     return dlib.cnn_face_detection_model_v1(model_path(MMOD_DETECTOR))
+
+
+# dlib's HOG detector scans an image pyramid whose levels shrink by 5/6 (pyramid_down<6>), from
+# the image it is given down to 64 px. Coarse-to-fine detection (pipeline.detect_faces) runs
+# passes on copies of growing size; a later pass need scan only its levels finer than the
+# previous pass's first (the rest that pass has scanned, at nearly the same scales), so no
+# level is paid for twice. dlib's Python API cannot limit the levels, but the detector's
+# serialized form holds the limit (scan_fhog_pyramid's max_pyramid_levels): HogLayout finds
+# it, checking every field before it, and hog_detector_levels loads a copy with another limit.
+PYRAMID_STEP = 6 / 5
+
+
+def _dlib_int(raw: bytes, pos: int) -> tuple[int, int]:
+    """One integer in dlib's serialization (a control byte: byte count, sign) and the position after it."""
+    control = raw[pos]
+    size = control & 0x0F
+    value = int.from_bytes(raw[pos + 1 : pos + 1 + size], "little")
+    return (-value if control & 0x80 else value), pos + 1 + size
+
+
+def _dlib_float(raw: bytes, pos: int) -> tuple[float, int]:
+    mantissa, pos = _dlib_int(raw, pos)
+    exponent, pos = _dlib_int(raw, pos)
+    return mantissa * 2.0**exponent, pos
+
+
+@dataclass(frozen=True)
+class HogLayout:
+    """Where the frontal detector's serialized form keeps its pyramid limit, and its own
+    duplicate test (dlib's test_box_overlap: the thresholds the detector was trained with)."""
+
+    raw: bytes
+    levels_at: int
+    levels_end: int
+    match_thresh: float
+    overlap_thresh: float
+
+    # object_detector version, scan_fhog_pyramid version, feature extractor, feature array size,
+    # cell size, padding, window width and height: what the frontal detector has before the limit.
+    EXPECTED_HEAD = (2, 1, 0, 0, 8, 0, 80, 80)
+
+    @classmethod
+    def read(cls, raw: bytes) -> HogLayout:
+        pos, head = 0, []
+        for _ in cls.EXPECTED_HEAD:
+            value, pos = _dlib_int(raw, pos)
+            head.append(value)
+        if tuple(head) != cls.EXPECTED_HEAD:
+            raise RuntimeError(f"unexpected layout of dlib's frontal face detector: {head}")
+        levels_at = pos
+        _levels, pos = _dlib_int(raw, pos)
+        levels_end = pos
+        for _ in range(2):  # smallest pyramid layer, width and height
+            _side, pos = _dlib_int(raw, pos)
+        _nuclear_norm, pos = _dlib_float(raw, pos)
+        _dimensions, pos = _dlib_int(raw, pos)
+        match_thresh, pos = _dlib_float(raw, pos)
+        overlap_thresh, pos = _dlib_float(raw, pos)
+        return cls(raw, levels_at, levels_end, match_thresh, overlap_thresh)
+
+    def with_levels(self, levels: int) -> bytes:
+        if not 0 < levels < 16:
+            raise ValueError("levels must be between 1 and 15")
+        return self.raw[: self.levels_at] + bytes([1, levels]) + self.raw[self.levels_end :]
+
+
+@cache
+def hog_layout() -> HogLayout:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "frontal.svm"
+        hog_detector().save(str(path))
+        return HogLayout.read(path.read_bytes())
+
+
+@cache
+def hog_detector_levels(levels: int) -> dlib.fhog_object_detector:
+    """The frontal HOG detector scanning only the `levels` finest levels of its pyramid."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"frontal-{levels}.svm"
+        path.write_bytes(hog_layout().with_levels(levels))
+        return dlib.fhog_object_detector(str(path))
+
+
+def hog_boxes_overlap(a: Detection, b: Detection) -> bool:
+    """dlib's test_box_overlap with the frontal detector's thresholds: the test its own
+    non-maximum suppression applies between pyramid levels, applied here between passes."""
+    inner = max(0, min(a.right, b.right) - max(a.left, b.left)) * max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
+    if not inner:
+        return False
+    hull = (max(a.right, b.right) - min(a.left, b.left)) * (max(a.bottom, b.bottom) - min(a.top, b.top))
+    layout = hog_layout()
+    return (
+        inner / hull > layout.match_thresh
+        or inner / max(a.area, 1) > layout.overlap_thresh
+        or inner / max(b.area, 1) > layout.overlap_thresh
+    )
+
+
+def detections_merge(*groups: list[Detection]) -> list[Detection]:
+    """The detections of several passes as one: strongest first, each face once."""
+    kept: list[Detection] = []
+    for detection in sorted((d for group in groups for d in group), key=lambda d: -d.score):
+        if not any(hog_boxes_overlap(detection, other) for other in kept):
+            kept.append(detection)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -76,13 +183,14 @@ def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def _raw_detect(
-    image: np.ndarray, detector: str, upsample: int, threshold: float = 0.0
+    image: np.ndarray, detector: str, upsample: int, threshold: float = 0.0, levels: int = 0
 ) -> list[tuple[dlib.rectangle, float]]:
     with _lock:
         if detector == CNN:
             found = [(d.rect, float(d.confidence)) for d in cnn_detector()(image, upsample)]
             return [(rect, score) for rect, score in found if score >= threshold]
-        rects, scores, _ = hog_detector().run(image, upsample, threshold)
+        hog = hog_detector_levels(levels) if levels else hog_detector()
+        rects, scores, _ = hog.run(image, upsample, threshold)
         return list(zip(rects, (float(s) for s in scores), strict=True))
 
 
@@ -111,9 +219,11 @@ def detect_on_copy(
     detector: str = HOG,
     upsample: int = 1,
     threshold: float = 0.0,
+    levels: int = 0,
 ) -> list[Detection]:
-    """Faces on a scaled copy (grey for HOG, RGB for the CNN) of a width x height photo."""
-    found = _raw_detect(np.ascontiguousarray(small), detector, upsample, threshold)
+    """Faces on a scaled copy (grey for HOG, RGB for the CNN) of a width x height photo; with
+    `levels`, HOG scans only that many of the finest pyramid levels (see PYRAMID_STEP)."""
+    found = _raw_detect(np.ascontiguousarray(small), detector, upsample, threshold, levels)
     return boxes_in_original(found, back, width, height)
 
 

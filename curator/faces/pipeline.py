@@ -6,6 +6,7 @@ measure. Alignment workers call it for every imported photo and the predict API 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -15,7 +16,16 @@ import numpy as np
 
 from curator.faces import quality
 from curator.faces.alignment import LANDMARK_SETS, alignment_matrix, apply_affine, template_points, warp
-from curator.faces.detection import CNN, HOG, Detection, detect_on_copy, detect_padded, downscale
+from curator.faces.detection import (
+    CNN,
+    HOG,
+    PYRAMID_STEP,
+    Detection,
+    detect_on_copy,
+    detect_padded,
+    detections_merge,
+    downscale,
+)
 from curator.faces.landmarks import landmarks_68
 from curator.faces.photo import Photo
 
@@ -46,6 +56,16 @@ CROP_MAX_ASPECT = 1.35
 WHOLE_IMAGE_MIN_SCORE = -1.2
 WHOLE_IMAGE_MIN_WIDTH = 0.3  # of the photo's width
 WHOLE_IMAGE_CNN_SIDE = 320
+# The padded search (and the face check's HOG runs) look for a face filling a crop-shaped photo:
+# on a copy of at most this many pixels (the dataset's detection size if smaller). UTKFace and
+# LFW photos, padded 300 and 375 px, are searched as they were; a 640-px crop (960 padded,
+# upsampled to 1,920 px for HOG before) now costs about a sixth, and still shows any face of
+# 9 % of its width or more (37 px upsampled once), far under the 30 % a crop's face fills.
+PADDED_SEARCH_SIDE = 400
+
+
+def padded_search_side(options: AlignOptions) -> int:
+    return min(options.detect_max_side or PADDED_SEARCH_SIDE, PADDED_SEARCH_SIDE)
 
 
 def looks_like_face_crop_size(width: int, height: int) -> bool:
@@ -198,36 +218,46 @@ def _whole_image_face(rgb: np.ndarray, options: AlignOptions) -> AlignedFace:
 # about 37 px at 1024. Most web photos show a few large faces, which cheaper passes find too:
 # first a COARSE_SIDE copy without upsampling (a few per cent of the full pass; faces of at
 # least 73 px there, a seventh of the longest side at 512), then the detection size without
-# upsampling (a quarter of the full pass; faces of 73+ px at 1024). A pass settles the photo
-# when it finds faces and the smallest is at least COARSE_SETTLES_AT times the smallest box it
-# can report, i.e. two steps of HOG's image pyramid (6/5 each: boxes come as 73, 88, 105, 126 ..
-# px) above it: faces near a pass's limit say there may be others just below it (a group, a
-# crowd; their faces are alike in size), and a pass that finds nothing says nothing. Otherwise the next pass runs, up to the
-# full one, whose faces are then the answer. Photos no larger than COARSE_SIDE take the full
-# pass at once (it costs little there, and their faces are seldom far above the limit).
+# upsampling (faces of 73+ px at 1024), then the dataset's upsampling. Each later pass scans
+# only the pyramid levels finer than the previous pass's first (detection.PYRAMID_STEP), so
+# the three together cost what the full pass alone did, and their faces are merged with the
+# detector's own duplicate test. A pass settles the photo when faces were found and the
+# smallest is at least COARSE_SETTLES_AT times the smallest box it can report, i.e. two steps
+# of HOG's image pyramid (6/5 each: boxes come as 73, 88, 105, 126 .. px) above it: faces near
+# a pass's limit say there may be others just below it (a group, a crowd; their faces are
+# alike in size), and a pass that finds nothing says nothing. Otherwise the next pass runs, up
+# to the last. Photos no larger than COARSE_SIDE take the full pass at once (it costs little
+# there, and their faces are seldom far above the limit).
 COARSE_SIDE = 512
 HOG_SMALLEST_BOX = 73
 COARSE_SETTLES_AT = 1.4
 
 
-def detection_passes(photo_longest: int, options: AlignOptions) -> list[tuple[int, int]]:
-    """The (longest side, upsample) of each detection pass for a photo, cheapest first; the
-    last is the full pass the dataset's options describe."""
+def detection_passes(photo_longest: int, options: AlignOptions) -> list[tuple[int, int, int]]:
+    """The (longest side, upsample, pyramid levels) of each detection pass for a photo, cheapest
+    first; levels 0 scans them all, n only the n finest (those no earlier pass scanned). The
+    passes together scan what the full pass of the dataset's options does."""
     full_side = min(options.detect_max_side or photo_longest, photo_longest)
-    full = (full_side, options.upsample)
     if options.detector != HOG or photo_longest <= COARSE_SIDE:
-        return [full]
-    passes = []
-    for side in (min(COARSE_SIDE, full_side), full_side):
-        if (side, 0) != full and (side, 0) not in passes:
-            passes.append((side, 0))
-    return [*passes, full]
+        return [(full_side, options.upsample, 0)]
+    passes: list[tuple[int, int, int]] = []
+    scanned_from = 0  # the size of the finest pyramid level scanned so far
+    for side, upsample in ((min(COARSE_SIDE, full_side), 0), (full_side, 0), (full_side, options.upsample)):
+        first_level = side * 2**upsample
+        if first_level <= scanned_from:
+            continue
+        levels = 0 if not scanned_from else math.ceil(math.log(first_level / scanned_from) / math.log(PYRAMID_STEP))
+        passes.append((side, upsample, levels))
+        scanned_from = first_level
+    return passes
 
 
-def _detect_pass(photo: Photo, options: AlignOptions, side: int, upsample: int) -> list[Detection]:
+def _detect_pass(photo: Photo, options: AlignOptions, side: int, upsample: int, levels: int = 0) -> list[Detection]:
     if options.detector == HOG:
         grey, back = photo.grey(side)
-        return detect_on_copy(grey, back, width=photo.width, height=photo.height, detector=HOG, upsample=upsample)
+        return detect_on_copy(
+            grey, back, width=photo.width, height=photo.height, detector=HOG, upsample=upsample, levels=levels
+        )
     k, pixels = photo.pixels(1 if photo.longest <= side else photo.coarsest[0])
     small, back = downscale(pixels, side)
     return detect_on_copy(
@@ -239,36 +269,50 @@ def detect_faces(source: np.ndarray | Photo, options: AlignOptions) -> list[Dete
     """The detections every path uses (import, training, predict): coarse-to-fine (above), and a
     photo shaped like a face crop that yields nothing is searched again padded, whatever the
     whole-image fallback says."""
-    photo = source if isinstance(source, Photo) else Photo.from_array(source)
-    *cheap, (full_side, full_upsample) = detection_passes(photo.longest, options)
-    for side, upsample in cheap:
-        found = _detect_pass(photo, options, side, upsample)
+    return _detect(source if isinstance(source, Photo) else Photo.from_array(source), options)[0]
+
+
+def _detect(photo: Photo, options: AlignOptions) -> tuple[list[Detection], list[Detection] | None]:
+    """detect_faces, and the relaxed HOG candidates of the padded search when it ran (the face
+    check's evidence: one HOG run gives both, as a detection scoring 0 or more is one whatever
+    the threshold; dlib suppresses a box only in favour of a stronger one)."""
+    passes = detection_passes(photo.longest, options)
+    found: list[Detection] = []
+    for number, (side, upsample, levels) in enumerate(passes, start=1):
+        new = _detect_pass(photo, options, side, upsample, levels)
+        found = detections_merge(found, new) if found else new
+        if number == len(passes):
+            break
         back = photo.longest / side
         if found and min(min(d.width, d.height) for d in found) / back >= COARSE_SETTLES_AT * HOG_SMALLEST_BOX:
-            return found
-    found = _detect_pass(photo, options, full_side, full_upsample)
-    if not found and looks_like_face_crop_size(photo.width, photo.height):
-        # A tight face crop leaves the detector no margin around the face; try again with some.
-        found = detect_padded(
-            photo.full(), detector=options.detector, upsample=options.upsample, max_side=options.detect_max_side
-        )
-    return found
+            return found, None
+    if found or not looks_like_face_crop_size(photo.width, photo.height):
+        return found, None
+    # A tight face crop leaves the detector no margin around the face; try again with some.
+    relaxed = options.whole_image_fallback and options.detector == HOG
+    padded = detect_padded(
+        photo.full(),
+        detector=options.detector,
+        upsample=options.upsample,
+        max_side=padded_search_side(options),
+        threshold=WHOLE_IMAGE_MIN_SCORE if relaxed else 0.0,
+    )
+    return [d for d in padded if d.score >= 0], padded if relaxed else None
 
 
-def whole_image_evidence(rgb: np.ndarray, options: AlignOptions) -> float | None:
+def whole_image_evidence(rgb: np.ndarray, options: AlignOptions, padded: list[Detection] | None = None) -> float | None:
     """The best relaxed HOG score of a face-sized candidate in the padded photo, or None when
-    there is none above WHOLE_IMAGE_MIN_SCORE (the face check's first, cheap gate)."""
-    candidates = [
-        d
-        for d in detect_padded(
+    there is none above WHOLE_IMAGE_MIN_SCORE (the face check's first, cheap gate). `padded`:
+    the relaxed candidates if the detection already has them."""
+    if padded is None:
+        padded = detect_padded(
             rgb,
             detector=HOG,
             upsample=options.upsample,
-            max_side=options.detect_max_side,
+            max_side=padded_search_side(options),
             threshold=WHOLE_IMAGE_MIN_SCORE,
         )
-        if d.width >= WHOLE_IMAGE_MIN_WIDTH * rgb.shape[1]
-    ]
+    candidates = [d for d in padded if d.width >= WHOLE_IMAGE_MIN_WIDTH * rgb.shape[1]]
     return max((d.score for d in candidates), default=None)
 
 
@@ -294,16 +338,16 @@ class FaceCheck:
         return f"not kept whole: face check failed (relaxed HOG score {self.hog_score:.2f}, but the CNN found no face)"
 
 
-def whole_image_face_check(rgb: np.ndarray, options: AlignOptions) -> FaceCheck:
+def whole_image_face_check(rgb: np.ndarray, options: AlignOptions, padded: list[Detection] | None = None) -> FaceCheck:
     """The face check of a photo to be kept whole (see WHOLE_IMAGE_MIN_SCORE)."""
-    hog_score = whole_image_evidence(rgb, options)
+    hog_score = whole_image_evidence(rgb, options, padded)
     if hog_score is None:
         return FaceCheck(False)
     for turns in (1, 3):
         # A face on its side scores as high as a tilted upright one, and the CNN finds it too; turned
         # upright, HOG detects it outright (score >= 0), which no upright face crop does.
         turned = np.ascontiguousarray(np.rot90(rgb, turns))
-        upright = detect_padded(turned, detector=HOG, upsample=options.upsample, max_side=options.detect_max_side)
+        upright = detect_padded(turned, detector=HOG, upsample=options.upsample, max_side=padded_search_side(options))
         if any(d.width >= WHOLE_IMAGE_MIN_WIDTH * turned.shape[1] for d in upright):
             return FaceCheck(False, hog_score, sideways=True)
     found = detect_padded(rgb, detector=CNN, upsample=0, max_side=WHOLE_IMAGE_CNN_SIDE)
@@ -351,13 +395,14 @@ def align_photo(source: np.ndarray | Photo, options: AlignOptions) -> PhotoAlign
         if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
             raise ValueError("detect_and_align needs an 8-bit RGB array of shape (height, width, 3)")
         photo = Photo.from_array(source)
-    detections = sorted(detect_faces(photo, options), key=lambda d: (-d.area, d.left, d.top))
+    found, padded = _detect(photo, options)
+    detections = sorted(found, key=lambda d: (-d.area, d.left, d.top))
     faces = [align_face_in(photo, d.box, options, score=d.score) for d in detections]
     note = ""
     if not faces and options.whole_image_fallback:
         if looks_like_face_crop_size(photo.width, photo.height):
             rgb = photo.full()
-            check = whole_image_face_check(rgb, options)
+            check = whole_image_face_check(rgb, options, padded)
             note = check.describe()
             if check.passed:
                 faces = [_whole_image_face(rgb, options)]

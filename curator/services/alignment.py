@@ -204,14 +204,23 @@ class ImportAlignmentFeed:
         self.first_waiting_at = 0.0
         self.last_beat = time.monotonic()
 
-    def add(self, image_id: int, *, files_left: int) -> None:
-        if not self.waiting:
+    def add_many(self, image_ids: list[int], *, files_left: int) -> None:
+        """Images whose rows just committed; `files_left`: files the import has yet to read.
+        Every full chunk waiting is handed over (a group of rows may hold several at the end)."""
+        if image_ids and not self.waiting:
             self.first_waiting_at = time.monotonic()
-        self.waiting.append(image_id)
-        if len(self.waiting) >= chunk_size_for(files_left + len(self.waiting)):
-            self.flush()
-        else:
-            self.tick()
+        self.waiting += image_ids
+        handed = False
+        while self.waiting:
+            size = chunk_size_for(files_left + len(self.waiting))
+            if len(self.waiting) < size:
+                break
+            self._hand_over(self.waiting[:size])
+            self.waiting = self.waiting[size:]
+            handed = True
+        if handed:  # what still waits arrived with this group
+            self.first_waiting_at = time.monotonic()
+        self.tick()
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -222,11 +231,14 @@ class ImportAlignmentFeed:
 
     def flush(self) -> None:
         if self.waiting:
-            if self.job is None:
-                self.job = alignment_job_open_for_import(batch=self.batch)
-            alignment_job_add_images(job_id=self.job.pk, image_ids=self.waiting)
+            self._hand_over(self.waiting)
             self.waiting = []
         self._beat()
+
+    def _hand_over(self, image_ids: list[int]) -> None:
+        if self.job is None:
+            self.job = alignment_job_open_for_import(batch=self.batch)
+        alignment_job_add_images(job_id=self.job.pk, image_ids=image_ids)
 
     def _beat(self) -> None:
         now = timezone.now()
@@ -428,13 +440,12 @@ def aligned_photo_store(
     never labels. `faces_added(image, faces)` runs inside the same transaction, so the caller's
     own rows (a model's predictions) are written with the faces or not at all. On any failure
     the files stored here are deleted again."""
-    from curator.services.imports import original_storage_name
+    from curator.services.imports import original_store
 
-    original = original_storage_name(dataset=dataset, sha256=sha256, extension=info.extension)
     saved_paths: list[str] = []
     try:
-        if not default_storage.exists(original):
-            original = default_storage.save(original, ContentFile(data))
+        original, written = original_store(dataset=dataset, sha256=sha256, data=data, extension=info.extension)
+        if written:
             saved_paths.append(original)
         with transaction.atomic():
             image = SourceImage.objects.create(

@@ -8,6 +8,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from curator.models import Dataset, Membership, default_classes
+from curator.storage import storage_walk
 
 
 @transaction.atomic
@@ -32,15 +33,11 @@ def dataset_delete(*, dataset: Dataset) -> None:
 
 
 def _delete_storage_tree(prefix: str) -> None:
-    try:
-        folders, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for name in files:
-        default_storage.delete(f"{prefix}/{name}")
-    for folder in folders:
-        _delete_storage_tree(f"{prefix}/{folder}")
-    # Deleting the emptied prefix removes the folder of a file system storage (an object store
-    # has no folders and ignores it).
-    with contextlib.suppress(OSError):
-        default_storage.delete(prefix)
+    for name in storage_walk(prefix, with_folders=True):
+        if not name.endswith("/"):
+            default_storage.delete(name)
+            continue
+        # A folder comes after everything in it, so a file system storage removes it, emptied by
+        # now (an object store has no folders and ignores it).
+        with contextlib.suppress(OSError):
+            default_storage.delete(name)

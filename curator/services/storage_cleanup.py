@@ -20,6 +20,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from curator.models import Face
+from curator.storage import storage_walk
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +52,7 @@ def _crop_files() -> Iterator[str]:
     """Every file under datasets/*/faces/ (any depth), as storage names."""
     dataset_dirs, _ = _listdir(DATASETS_PREFIX)
     for dataset_dir in sorted(dataset_dirs):
-        stack = [f"{DATASETS_PREFIX}/{dataset_dir}/faces"]
-        while stack:
-            folder = stack.pop()
-            dirs, files = _listdir(folder)
-            stack += [f"{folder}/{d}" for d in sorted(dirs, reverse=True)]
-            for name in sorted(files):
-                yield f"{folder}/{name}"
+        yield from storage_walk(f"{DATASETS_PREFIX}/{dataset_dir}/faces")
 
 
 def _modified(name: str) -> datetime | None:

@@ -84,12 +84,14 @@ def test_staff_see_every_dataset(client, admin_user, dataset):
     assert client.get(f"/datasets/{dataset.pk}/").status_code == 200
 
 
-def test_deleting_a_dataset_removes_its_files(alice_client, dataset):
+def test_deleting_a_dataset_removes_its_files(alice_client, dataset, media_root):
     path = default_storage.save(f"datasets/{dataset.pk}/originals/ab/abc.jpg", ContentFile(b"x"))
+    (media_root / f"datasets/{dataset.pk}/faces/001").mkdir(parents=True)  # emptied by an earlier clean-up
     response = alice_client.post(f"/datasets/{dataset.pk}/delete/", {"confirm_name": "faces"})
     assert response.status_code == 302
     assert not Dataset.objects.exists()
     assert not default_storage.exists(path)
+    assert not (media_root / f"datasets/{dataset.pk}").exists()  # its folders too, on a file system
 
 
 def test_deleting_needs_the_name_typed(alice_client, dataset):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from curator.faces import pipeline
-from curator.faces.detection import Detection
+from curator.faces.detection import Detection, HogLayout, detect_on_copy, detections_merge, hog_layout
 from curator.faces.pipeline import AlignOptions, align_photo, detect_and_align, detection_passes, load_photo
 from curator.images import load_rgb
 
@@ -45,9 +45,9 @@ class PassLog:
         self.passes = []
         real = pipeline._detect_pass
 
-        def logged(photo, options, side, upsample):
-            found = real(photo, options, side, upsample)
-            self.passes.append((side, upsample, len(found)))
+        def logged(photo, options, side, upsample, levels=0):
+            found = real(photo, options, side, upsample, levels)
+            self.passes.append((side, upsample, levels, len(found)))
             return found
 
         monkeypatch.setattr(pipeline, "_detect_pass", logged)
@@ -55,13 +55,15 @@ class PassLog:
 
 def test_passes_follow_the_datasets_detection_size_and_upsampling():
     default = AlignOptions()
-    assert detection_passes(3000, default) == [(512, 0), (1024, 0), (1024, 1)]
-    assert detection_passes(800, default) == [(512, 0), (800, 0), (800, 1)]
+    # (side, upsample, pyramid levels): each later pass scans only the levels finer than the
+    # first of the pass before (2048 -> 1024 is four 6/5 steps; 1024 -> 512 four; 800 -> 512 three).
+    assert detection_passes(3000, default) == [(512, 0, 0), (1024, 0, 4), (1024, 1, 4)]
+    assert detection_passes(800, default) == [(512, 0, 0), (800, 0, 3), (800, 1, 4)]
     # Small photos (LFW, UTKFace crops) take the dataset's pass at once, as before.
-    assert detection_passes(250, default) == [(250, 1)]
-    assert detection_passes(3000, AlignOptions(upsample=0)) == [(512, 0), (1024, 0)]
-    assert detection_passes(3000, AlignOptions(detect_max_side=400, upsample=2)) == [(400, 0), (400, 2)]
-    assert detection_passes(3000, AlignOptions(detector="cnn")) == [(1024, 1)]
+    assert detection_passes(250, default) == [(250, 1, 0)]
+    assert detection_passes(3000, AlignOptions(upsample=0)) == [(512, 0, 0), (1024, 0, 4)]
+    assert detection_passes(3000, AlignOptions(detect_max_side=400, upsample=2)) == [(400, 0, 0), (400, 2, 8)]
+    assert detection_passes(3000, AlignOptions(detector="cnn")) == [(1024, 1, 0)]
 
 
 def test_big_face_of_an_upscaled_photo_is_settled_by_the_coarse_pass(monkeypatch, tmp_path):
@@ -134,17 +136,62 @@ def test_coarse_boxes_near_the_limit_do_not_settle(monkeypatch):
     photo = pipeline.Photo.from_array(np.zeros((2000, 3000, 3), np.uint8))
     calls = []
 
-    def fake(photo, options, side, upsample):
+    def fake(photo, options, side, upsample, levels):
         calls.append((side, upsample))
         back = 3000 / side
         size = round(pipeline.HOG_SMALLEST_BOX * 1.2 * back)  # 1.2x the smallest box: near the limit
-        return [Detection(100, 100, 100 + size, 100 + size, 1.0)] if upsample == 0 else []
+        return [Detection(100, 100, 100 + size, 100 + size, 1.0)] if (side, upsample) == (1024, 0) else []
 
     monkeypatch.setattr(pipeline, "_detect_pass", fake)
-    assert pipeline.detect_faces(photo, AlignOptions()) == []
+    found = pipeline.detect_faces(photo, AlignOptions())
     assert calls == [(512, 0), (1024, 0), (1024, 1)]
+    assert len(found) == 1  # the faces of every pass that ran
+
+
+def test_a_face_found_by_an_earlier_pass_settles_a_later_one(monkeypatch):
+    # Later passes scan only finer levels: a face the 512 pass found (near its limit, 175 px at
+    # 1024) is not found again at 1024, yet it is well above that pass's limit: settled there.
+    photo = pipeline.Photo.from_array(np.zeros((2000, 3000, 3), np.uint8))
+    calls = []
+
+    def fake(photo, options, side, upsample, levels):
+        calls.append((side, upsample, levels))
+        size = round(pipeline.HOG_SMALLEST_BOX * 1.2 * 3000 / 512)
+        return [Detection(100, 100, 100 + size, 100 + size, 1.0)] if side == 512 else []
+
+    monkeypatch.setattr(pipeline, "_detect_pass", fake)
+    assert len(pipeline.detect_faces(photo, AlignOptions())) == 1
+    assert calls == [(512, 0, 0), (1024, 0, 4)]
 
 
 @pytest.mark.parametrize("path", UTK[:6], ids=lambda p: p.name[:12])
 def test_face_crops_keep_their_faces(path):
     assert len(detect_and_align(load_rgb(path), AlignOptions(whole_image_fallback=True))) == 1
+
+
+def test_a_pass_limited_to_the_finest_levels_finds_small_faces_only():
+    grey = cv2.cvtColor(tiled(LFW[:6], 3, 2), cv2.COLOR_RGB2GRAY)  # faces of ~400 px: ~135 px at 1024
+    copy = cv2.resize(grey, (1024, 683), interpolation=cv2.INTER_AREA)
+    everything = detect_on_copy(copy, 3000 / 1024, width=3000, height=2000, upsample=0)
+    finest = detect_on_copy(copy, 3000 / 1024, width=3000, height=2000, upsample=0, levels=2)
+    assert len(everything) == 6 and finest == []  # 135-px faces need the coarser levels
+    small = cv2.resize(grey, (512, 341), interpolation=cv2.INTER_AREA)  # the same faces at ~67 px
+    upsampled = detect_on_copy(small, 3000 / 512, width=3000, height=2000, upsample=1, levels=4)
+    assert len(upsampled) == 6
+
+
+def test_the_detectors_serialized_layout_is_checked_before_it_is_changed():
+    layout = hog_layout()
+    assert (round(layout.match_thresh, 2), round(layout.overlap_thresh, 2)) == (0.33, 0.79)
+    assert len(layout.with_levels(4)) == len(layout.raw) - 1  # 1000 levels took two bytes, 4 take one
+    with pytest.raises(RuntimeError, match="unexpected layout"):
+        HogLayout.read(b"\x01\x03" + layout.raw[2:])
+    with pytest.raises(ValueError):
+        layout.with_levels(0)
+
+
+def test_merged_passes_keep_one_box_per_face():
+    a = Detection(100, 100, 200, 200, 1.0)
+    inside = Detection(110, 110, 190, 190, 0.5)  # the same face at the next pyramid level
+    apart = Detection(300, 100, 400, 200, 0.2)
+    assert detections_merge([inside, apart], [a]) == [a, apart]

@@ -17,6 +17,7 @@ from PIL import Image
 from curator.models import AlignmentJob, ImportBatch, ImportIssue, SourceImage
 from curator.services import imports
 
+FIXTURES = Path(__file__).parents[1] / "fixtures/faces"
 LFW_FEMALE = sorted(p.name for p in (Path(__file__).parents[1] / "fixtures/faces/lfw/female").glob("*.jpg"))[0]
 
 
@@ -253,6 +254,47 @@ def test_duplicates_are_reported_not_stored_twice(alice_client, dataset, fixture
     assert issues_of(first)["copy.jpg"] == ("duplicate", "same file as one.jpg in this import")
     assert issues_of(second)["again.jpg"] == ("duplicate", "already in the dataset as one.jpg")
     assert SourceImage.objects.count() == 1
+
+
+def test_a_photo_another_import_adds_meanwhile_is_reported_and_the_group_still_imports(
+    alice_client, dataset, fixture_faces, monkeypatch
+):
+    # Rows are written a group at a time; when another batch commits one of the group's photos
+    # between the duplicate query and the INSERT, the group falls back to one row at a time.
+    faces = lfw(fixture_faces, "male", 2) + lfw(fixture_faces, "female", 2)
+    raced = faces[1].read_bytes()
+    store = imports.original_store
+
+    def store_and_race(*, dataset, sha256, data, extension):
+        if data == raced:
+            other = ImportBatch.objects.create(dataset=dataset, source=ImportBatch.Source.FOLDER)
+            SourceImage.objects.create(
+                dataset=dataset, batch=other, file="x", original_name="theirs.jpg", sha256=sha256
+            )
+        return store(dataset=dataset, sha256=sha256, data=data, extension=extension)
+
+    monkeypatch.setattr(imports, "original_store", store_and_race)
+    upload(alice_client, dataset, {p.name: p.read_bytes() for p in faces})
+
+    batch = ImportBatch.objects.filter(source=ImportBatch.Source.UPLOAD).get()
+    assert issues_of(batch) == {faces[1].name: ("duplicate", "imported at the same moment by another batch")}
+    assert (batch.imported_count, batch.labelled_count) == (3, 0)
+    assert set(batch.images.values_list("original_name", flat=True)) == {faces[i].name for i in (0, 2, 3)}
+
+
+def test_a_folder_larger_than_a_group_imports_every_photo_once(dataset, copy_fixture_tree, settings):
+    tree = {str(p.relative_to(FIXTURES)): str(p.relative_to(FIXTURES)) for p in sorted(FIXTURES.glob("*/**/*.jpg"))}
+    root = copy_fixture_tree(tree)
+    settings.CURATOR_IMPORT_ROOTS = [root.parent.resolve()]
+    assert len(tree) > imports.IMPORT_GROUP_FILES
+    batch = imports.import_folder_start(dataset=dataset, path=str(root), user=None)
+    imports.import_batch_run_folder(batch_id=batch.pk, folder=str(root))
+
+    batch.refresh_from_db()
+    assert (batch.status, batch.imported_count, batch.labelled_count) == ("done", len(tree), len(tree))
+    assert sorted(batch.images.values_list("original_name", flat=True)) == sorted(tree)
+    job = AlignmentJob.objects.get(batch=batch)
+    assert job.total == len(tree) and not job.import_open
 
 
 def test_the_report_page_lists_every_problem(alice_client, dataset, fixture_faces):

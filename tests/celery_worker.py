@@ -1,0 +1,80 @@
+"""A real `celery -A curator worker` subprocess, for the tests (conftest's start_worker) and the
+benchmarks (bench/support.py). It imports no Django, so a bench can import it before it sets its
+environment up and calls django.setup()."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CeleryWorker:
+    """`celery -A curator worker -Q <queues> -c <concurrency>` (prefork pool) run from the repository
+    root with `env` (default: this process's environment), its output in `log_path`; named
+    `<name>-<pid>-<ns>@<host>`, unique even when one process starts several. Returns once the worker
+    is ready; stops it and raises RuntimeError if it exits or is not ready within `ready_timeout`."""
+
+    def __init__(
+        self,
+        queues: str,
+        concurrency: int,
+        log_path: Path,
+        *,
+        name: str,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 120,
+    ):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "curator", "worker", "-Q", queues, "-c", str(concurrency)]
+            + ["--pool", "prefork", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+            + ["-n", f"{name}-{os.getpid()}-{time.time_ns()}@%h"],
+            cwd=ROOT,
+            env=dict(os.environ) if env is None else env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            # Its own process group, so stop() and kill() reach the pool children too.
+            start_new_session=True,
+        )
+        try:
+            self._wait_ready(queues, ready_timeout)
+        except RuntimeError:
+            self.stop()  # the caller never gets the object, so nothing else would stop it
+            raise
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _wait_ready(self, queues: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.output():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the celery {queues} worker exited early:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the celery {queues} worker not ready after {timeout}s:\n{self.output()[-3000:]}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and its children), as a lost machine would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # leftover pool children, if any
+        self.log.close()
