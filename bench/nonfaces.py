@@ -5,7 +5,8 @@
   3000x2000 (or 2400x1600, 2048x1365) scene whose borders are blurred, mirrored and tinted
   copies of other LFW photos, the face placed anywhere; `tile-*`: 3x2, 4x3, 6x4 or 8x6 LFW
   photos tiled into one 3000x2000 photo, so there are several smaller faces (about 330, 220
-  and 165 px in the original, 113, 75 and 56 px at the 1024-px detection size). JPEG q=90.
+  and 165 px in the original, 113, 75 and 56 px at the 1024-px detection size); `scene-*`:
+  the same blurred scenes without any face. JPEG q=90.
 - nonfaces/: photos without a face, most of them shaped like a face crop (square-ish, at most
   640 px: the only photos the whole-photo fallback may keep): background corners of LFW
   photos (outside every detected face box, with a margin), the same from the large scenes,
@@ -13,7 +14,7 @@
   faces, logos, text, shapes) and UTKFace crops turned upside down or on their side (a face
   the pipeline cannot align is not a face to keep whole).
 
-    .venv/bin/python bench/nonfaces.py OUT_DIR [--large 24] [--nonfaces 300]
+    .venv/bin/python bench/nonfaces.py OUT_DIR [--large 24] [--nonfaces 300] [--scenes 6]
 
 Prints what it wrote and ends with one JSON line. Seeded: the same folders every time."""
 
@@ -94,6 +95,21 @@ def build_large(out: Path, count: int, seed: int = 12) -> list[Path]:
             tiles.append(np.hstack(row))
         target = out / f"tile-{columns}x{rows}-{j:03d}.jpg"
         _save(np.vstack(tiles), target)
+        written.append(target)
+    return written
+
+
+def build_scenes(out: Path, count: int, seed: int = 13) -> list[Path]:
+    """`scene-*`: large photos without a face (the blurred scenes the `up-*` faces are put on),
+    in the large folder: what a web photo of a landscape, a product or a crowd too far away
+    costs, where every detection pass runs and finds nothing."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written = []
+    for i in range(count):
+        width, height = SIZES[i % len(SIZES)]
+        target = out / f"scene-{i:03d}.jpg"
+        _save(_scene(rng, width, height, lfw_paths()), target)
         written.append(target)
     return written
 
@@ -256,9 +272,11 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--large", type=int, default=24)
     parser.add_argument("--nonfaces", type=int, default=300)
+    parser.add_argument("--scenes", type=int, default=6, help="large photos without a face, in large/")
     args = parser.parse_args()
     large = build_large(args.out / "large", args.large)
     nonfaces = build_nonfaces(args.out / "nonfaces", args.nonfaces, large=large)
+    large += build_scenes(args.out / "large", args.scenes)
     kinds: dict[str, int] = {}
     for path in nonfaces:
         kind = path.stem.rsplit("-", 1)[0]
