@@ -124,7 +124,7 @@ def compare(before: list[dict], after: list[dict]) -> dict:
 
 def _by_kind(rows: list[dict], entry: dict, when: str) -> str:
     parts = []
-    for kind, prefix in (("single_face", "up-"), ("group", "tile-"), ("no_face", "scene-")):
+    for kind, prefix in (("single_face", "up-"), ("half_length", "half-"), ("group", "tile-"), ("no_face", "scene-")):
         cpu = [r["cpu_s"] for r in rows if r["name"].startswith(prefix)]
         if cpu:
             entry[f"cpu_s_{when}_{kind}"] = round(statistics.mean(cpu), 4)

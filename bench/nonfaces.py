@@ -6,7 +6,9 @@
   copies of other LFW photos, the face placed anywhere; `tile-*`: 3x2, 4x3, 6x4 or 8x6 LFW
   photos tiled into one 3000x2000 photo, so there are several smaller faces (about 330, 220
   and 165 px in the original, 113, 75 and 56 px at the 1024-px detection size); `scene-*`:
-  the same blurred scenes without any face. JPEG q=90.
+  the same blurred scenes without any face; `half-*`: half-length portraits, an LFW photo
+  scaled so that its face is 7-20 % of the longest side (200-600 px in a 3000-px photo: too
+  small for the 512-px pass to settle, or to find at all), put on such a scene. JPEG q=90.
 - nonfaces/: photos without a face, most of them shaped like a face crop (square-ish, at most
   640 px: the only photos the whole-photo fallback may keep): background corners of LFW
   photos (outside every detected face box, with a margin), the same from the large scenes,
@@ -14,7 +16,7 @@
   faces, logos, text, shapes) and UTKFace crops turned upside down or on their side (a face
   the pipeline cannot align is not a face to keep whole).
 
-    .venv/bin/python bench/nonfaces.py OUT_DIR [--large 24] [--nonfaces 300] [--scenes 6]
+    .venv/bin/python bench/nonfaces.py OUT_DIR [--large 24] [--nonfaces 300] [--scenes 6] [--half-length 12]
 
 Prints what it wrote and ends with one JSON line. Seeded: the same folders every time."""
 
@@ -65,6 +67,16 @@ def _scene(rng: np.random.Generator, width: int, height: int, others: list[Path]
     return np.clip(scene, 0, 255).astype(np.uint8)
 
 
+def _face_on_scene(
+    rng: np.random.Generator, width: int, height: int, face_photo: np.ndarray, side: int, others: list[Path]
+) -> np.ndarray:
+    """A blurred scene with the face photo scaled to side x side put anywhere on it."""
+    scene = _scene(rng, width, height, others)
+    x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+    scene[y : y + side, x : x + side] = cv2.resize(face_photo, (side, side), interpolation=cv2.INTER_CUBIC)
+    return scene
+
+
 def build_large(out: Path, count: int, seed: int = 12) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -76,12 +88,8 @@ def build_large(out: Path, count: int, seed: int = 12) -> list[Path]:
         width, height = SIZES[i % len(SIZES)]
         face_photo = _rgb(paths[picks[i]])
         side = int(height * rng.uniform(0.75, 1.0))  # the 250-px photo blown up 6-8x
-        big = cv2.resize(face_photo, (side, side), interpolation=cv2.INTER_CUBIC)
-        scene = _scene(rng, width, height, paths)
-        x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
-        scene[y : y + side, x : x + side] = big
         target = out / f"up-{i:03d}.jpg"
-        _save(scene, target)
+        _save(_face_on_scene(rng, width, height, face_photo, side, paths), target)
         written.append(target)
     for j in range(count - upscaled):
         columns, rows = TILINGS[j % len(TILINGS)]
@@ -110,6 +118,26 @@ def build_scenes(out: Path, count: int, seed: int = 13) -> list[Path]:
         width, height = SIZES[i % len(SIZES)]
         target = out / f"scene-{i:03d}.jpg"
         _save(_scene(rng, width, height, lfw_paths()), target)
+        written.append(target)
+    return written
+
+
+LFW_FACE_SHARE = 0.42  # an LFW photo's detected face box is about 105 of its 250 px
+
+
+def build_half_length(out: Path, count: int, seed: int = 14) -> list[Path]:
+    """`half-*`: one face of 7-20 % of the longest side (evenly spread over the photos), the
+    size of a half-length or full-length portrait on the web."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = lfw_paths()
+    written = []
+    for i, share in enumerate(np.linspace(0.07, 0.20, count)):
+        width, height = SIZES[i % len(SIZES)]
+        side = min(height, round(share * width / LFW_FACE_SHARE))
+        face_photo = _rgb(paths[int(rng.integers(len(paths)))])
+        target = out / f"half-{i:03d}.jpg"
+        _save(_face_on_scene(rng, width, height, face_photo, side, paths), target)
         written.append(target)
     return written
 
@@ -273,10 +301,12 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=24)
     parser.add_argument("--nonfaces", type=int, default=300)
     parser.add_argument("--scenes", type=int, default=6, help="large photos without a face, in large/")
+    parser.add_argument("--half-length", type=int, default=12, help="half-length portraits, in large/")
     args = parser.parse_args()
     large = build_large(args.out / "large", args.large)
     nonfaces = build_nonfaces(args.out / "nonfaces", args.nonfaces, large=large)
     large += build_scenes(args.out / "large", args.scenes)
+    large += build_half_length(args.out / "large", args.half_length)
     kinds: dict[str, int] = {}
     for path in nonfaces:
         kind = path.stem.rsplit("-", 1)[0]

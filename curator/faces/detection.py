@@ -194,6 +194,15 @@ def _raw_detect(
         return list(zip(rects, (float(s) for s in scores), strict=True))
 
 
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (left, top, right, bottom) boxes."""
+    left, top = max(a[0], b[0]), max(a[1], b[1])
+    right, bottom = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0, right - left) * max(0, bottom - top)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def boxes_in_original(
     found: list[tuple[dlib.rectangle, float]], back: float, width: int, height: int
 ) -> list[Detection]:

@@ -221,13 +221,16 @@ def _whole_image_face(rgb: np.ndarray, options: AlignOptions) -> AlignedFace:
 # upsampling (faces of 73+ px at 1024), then the dataset's upsampling. Each later pass scans
 # only the pyramid levels finer than the previous pass's first (detection.PYRAMID_STEP), so
 # the three together cost what the full pass alone did, and their faces are merged with the
-# detector's own duplicate test. A pass settles the photo when faces were found and the
-# smallest is at least COARSE_SETTLES_AT times the smallest box it can report, i.e. two steps
-# of HOG's image pyramid (6/5 each: boxes come as 73, 88, 105, 126 .. px) above it: faces near
-# a pass's limit say there may be others just below it (a group, a crowd; their faces are
-# alike in size), and a pass that finds nothing says nothing. Otherwise the next pass runs, up
-# to the last. Photos no larger than COARSE_SIDE take the full pass at once (it costs little
-# there, and their faces are seldom far above the limit).
+# detector's own duplicate test. After a pass that found faces, the next one scans only the
+# levels that can hold a face at least 1/COARSE_SETTLES_AT the size of the smallest found, i.e.
+# two steps of HOG's image pyramid (6/5 each: boxes come as 73, 88, 105, 126 .. px) below it:
+# faces near a pass's limit say there may be others just below it (a group, a crowd; their
+# faces are alike in size), but not at any size (so a half-length portrait whose face is near
+# the 512-px pass's limit costs the 1024-px pass's coarsest level or two, not all four). When no
+# level of the next pass can hold such a face, the photo is settled. A pass that finds nothing
+# says nothing: the next pass runs whole, up to the last. Photos no larger than COARSE_SIDE
+# take the full pass at once (it costs little there, and their faces are seldom far above the
+# limit).
 COARSE_SIDE = 512
 HOG_SMALLEST_BOX = 73
 COARSE_SETTLES_AT = 1.4
@@ -250,6 +253,21 @@ def detection_passes(photo_longest: int, options: AlignOptions) -> list[tuple[in
         passes.append((side, upsample, levels))
         scanned_from = first_level
     return passes
+
+
+def pass_part_for_faces(
+    photo_longest: int, detection_pass: tuple[int, int, int], smallest: float
+) -> tuple[int, int, int] | None:
+    """The part of a later (side, upsample, levels) pass whose pyramid levels can hold a face of
+    at least smallest / COARSE_SETTLES_AT photo px: the pass on a copy shrunk past the finer
+    levels it can skip, or None when it can skip them all."""
+    side, upsample, levels = detection_pass
+    for finer in range(levels):  # level `finer` (0: the finest) is side * 2**upsample / 1.2**finer px
+        level_side = side * 2**upsample / PYRAMID_STEP**finer
+        largest_box = HOG_SMALLEST_BOX * PYRAMID_STEP * photo_longest / level_side  # in photo px
+        if largest_box > smallest / COARSE_SETTLES_AT:
+            return round(side / PYRAMID_STEP**finer), upsample, levels - finer
+    return None
 
 
 def _detect_pass(photo: Photo, options: AlignOptions, side: int, upsample: int, levels: int = 0) -> list[Detection]:
@@ -276,28 +294,34 @@ def _detect(photo: Photo, options: AlignOptions) -> tuple[list[Detection], list[
     """detect_faces, and the relaxed HOG candidates of the padded search when it ran (the face
     check's evidence: one HOG run gives both, as a detection scoring 0 or more is one whatever
     the threshold; dlib suppresses a box only in favour of a stronger one)."""
-    passes = detection_passes(photo.longest, options)
     found: list[Detection] = []
-    for number, (side, upsample, levels) in enumerate(passes, start=1):
-        new = _detect_pass(photo, options, side, upsample, levels)
+    for detection_pass in detection_passes(photo.longest, options):
+        if found:  # this pass needs only the levels that can hold faces like those found
+            detection_pass = pass_part_for_faces(
+                photo.longest, detection_pass, min(min(d.width, d.height) for d in found)
+            )
+            if detection_pass is None:
+                return found, None
+        new = _detect_pass(photo, options, *detection_pass)
         found = detections_merge(found, new) if found else new
-        if number == len(passes):
-            break
-        back = photo.longest / side
-        if found and min(min(d.width, d.height) for d in found) / back >= COARSE_SETTLES_AT * HOG_SMALLEST_BOX:
-            return found, None
     if found or not looks_like_face_crop_size(photo.width, photo.height):
         return found, None
     # A tight face crop leaves the detector no margin around the face; try again with some.
     relaxed = options.whole_image_fallback and options.detector == HOG
-    padded = detect_padded(
-        photo.full(),
-        detector=options.detector,
+    padded = _padded_search(photo.full(), options, detector=options.detector, relaxed=relaxed)
+    return [d for d in padded if d.score >= 0], padded if relaxed else None
+
+
+def _padded_search(rgb: np.ndarray, options: AlignOptions, *, detector: str = HOG, relaxed: bool) -> list[Detection]:
+    """The padded search of a crop-shaped photo (or of it turned), on a copy of at most
+    padded_search_side; relaxed: with the face check's weaker HOG candidates too."""
+    return detect_padded(
+        rgb,
+        detector=detector,
         upsample=options.upsample,
         max_side=padded_search_side(options),
         threshold=WHOLE_IMAGE_MIN_SCORE if relaxed else 0.0,
     )
-    return [d for d in padded if d.score >= 0], padded if relaxed else None
 
 
 def whole_image_evidence(rgb: np.ndarray, options: AlignOptions, padded: list[Detection] | None = None) -> float | None:
@@ -305,13 +329,7 @@ def whole_image_evidence(rgb: np.ndarray, options: AlignOptions, padded: list[De
     there is none above WHOLE_IMAGE_MIN_SCORE (the face check's first, cheap gate). `padded`:
     the relaxed candidates if the detection already has them."""
     if padded is None:
-        padded = detect_padded(
-            rgb,
-            detector=HOG,
-            upsample=options.upsample,
-            max_side=padded_search_side(options),
-            threshold=WHOLE_IMAGE_MIN_SCORE,
-        )
+        padded = _padded_search(rgb, options, relaxed=True)
     candidates = [d for d in padded if d.width >= WHOLE_IMAGE_MIN_WIDTH * rgb.shape[1]]
     return max((d.score for d in candidates), default=None)
 
@@ -347,7 +365,7 @@ def whole_image_face_check(rgb: np.ndarray, options: AlignOptions, padded: list[
         # A face on its side scores as high as a tilted upright one, and the CNN finds it too; turned
         # upright, HOG detects it outright (score >= 0), which no upright face crop does.
         turned = np.ascontiguousarray(np.rot90(rgb, turns))
-        upright = detect_padded(turned, detector=HOG, upsample=options.upsample, max_side=padded_search_side(options))
+        upright = _padded_search(turned, options, relaxed=False)
         if any(d.width >= WHOLE_IMAGE_MIN_WIDTH * turned.shape[1] for d in upright):
             return FaceCheck(False, hog_score, sideways=True)
     found = detect_padded(rgb, detector=CNN, upsample=0, max_side=WHOLE_IMAGE_CNN_SIDE)

@@ -350,18 +350,12 @@ def _align_image(image: SourceImage, job_id: int, options) -> _Outcome:
     return _Outcome(image, SourceImage.Status.ALIGNED, reason, faces, paths)
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    left, top = max(a[0], b[0]), max(a[1], b[1])
-    right, bottom = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0, right - left) * max(0, bottom - top)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _match_old_faces(old: list[Face], new_boxes: list[tuple[int, int, int, int]]) -> dict[int, Face]:
     """Pair new faces with old faces of the same photo by box overlap, best pairs first."""
+    from curator.faces.detection import box_iou  # dlib: workers only
+
     pairs = sorted(
-        ((_iou(face.box, box), i, face) for i, box in enumerate(new_boxes) for face in old),
+        ((box_iou(face.box, box), i, face) for i, box in enumerate(new_boxes) for face in old),
         key=lambda p: -p[0],
     )
     matched: dict[int, Face] = {}

@@ -1,7 +1,7 @@
 """Coarse-to-fine detection and lazy decoding on large photos, with real dlib on the fixture
 faces: the cheap passes must not cost faces. A big face in an upscaled photo is settled by
-the coarse pass; the small faces of a tiled group photo still take the full pass and are all
-found; a large JPEG is decoded at a reduced scale and its faces come out as from the full
+the coarse pass; the small faces of a tiled group photo still take the upsampled pass and are
+all found; medium faces cost only the pyramid levels that can hold faces like them; a large JPEG is decoded at a reduced scale and its faces come out as from the full
 pixels. Faces are asserted, not timings."""
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from curator.faces import pipeline
-from curator.faces.detection import Detection, HogLayout, detect_on_copy, detections_merge, hog_layout
+from curator.faces.detection import Detection, HogLayout, box_iou, detect_on_copy, detections_merge, hog_layout
 from curator.faces.pipeline import AlignOptions, align_photo, detect_and_align, detection_passes, load_photo
 from curator.images import load_rgb
 
@@ -89,7 +89,7 @@ def test_small_faces_of_a_tiled_photo_take_the_full_pass_and_are_all_found(monke
     photo = tiled(paths, 8, 6)  # faces of ~165 px: ~56 px at 1024, under HOG's 73 without upsampling
     log = PassLog(monkeypatch)
     faces = detect_and_align(load_photo(jpeg(photo, tmp_path / "group.jpg"), AlignOptions()), AlignOptions())
-    assert log.passes[-1][:2] == (1024, 1)
+    assert log.passes[-1][1] == 1  # the upsampled pass ran (the levels that can hold these faces)
     centres = {((f.box[1] + f.box[3]) // 2 // (2000 // 6), (f.box[0] + f.box[2]) // 2 // 375) for f in faces}
     assert len(centres) >= 44  # nearly every tile's face (a few turned ones escape HOG) ...
     monkeypatch.setattr(pipeline, "COARSE_SIDE", 10**6)  # ... as many as the full pass alone finds
@@ -100,8 +100,28 @@ def test_medium_faces_settle_at_the_detection_size_without_upsampling(monkeypatc
     photo = tiled(LFW[:6], 3, 2)  # faces of ~400 px: ~135 px at 1024, ~68 at 512
     log = PassLog(monkeypatch)
     faces = detect_and_align(photo, AlignOptions())
-    assert [p[:2] for p in log.passes] == [(512, 0), (1024, 0)]
+    # The 512 pass finds faces near its limit; the next pass scans only its levels that can
+    # hold faces down to 1/1.4 of theirs (a copy smaller than 1024 px), and that settles it.
+    assert [p[1] for p in log.passes] == [0, 0] and log.passes[1][0] < 1024
     assert len(faces) == 6
+    monkeypatch.setattr(pipeline, "COARSE_SIDE", 10**6)  # the full pass alone: the same faces
+    full = detect_and_align(photo, AlignOptions())
+    assert len(full) == 6 and all(max(box_iou(f.box, g.box) for g in full) > 0.5 for f in faces)
+
+
+def test_a_later_pass_scans_only_the_levels_that_can_hold_faces_like_those_found():
+    part = pipeline.pass_part_for_faces
+    limit_at_512 = pipeline.HOG_SMALLEST_BOX * 3000 / 512  # the 512 pass's smallest box, in photo px
+    # A face at the 512 pass's limit: faces down to 1/1.4 of it fit in the 1024 pass's three
+    # coarsest levels (1024 / 1.2 = 853 px, then 711 and 593).
+    assert part(3000, (1024, 0, 4), limit_at_512) == (853, 0, 3)
+    assert part(3000, (1024, 0, 4), 1.2 * limit_at_512) == (711, 0, 2)
+    assert part(3000, (1024, 0, 4), 1.4 * limit_at_512) == (593, 0, 1)
+    assert part(3000, (1024, 0, 4), 1.5 * limit_at_512) is None  # settled
+    # The upsampled pass: levels of 2048, 1707, 1422 and 1185 px, shrunk from its 1024-px copy.
+    limit_at_1024 = pipeline.HOG_SMALLEST_BOX * 3000 / 1024
+    assert part(3000, (1024, 1, 4), limit_at_1024) == (853, 1, 3)
+    assert part(3000, (1024, 1, 4), 0.5 * limit_at_1024) == (1024, 1, 4)  # small faces: all of it
 
 
 def test_reduced_decode_gives_the_faces_of_the_full_pixels(tmp_path):
@@ -144,13 +164,14 @@ def test_coarse_boxes_near_the_limit_do_not_settle(monkeypatch):
 
     monkeypatch.setattr(pipeline, "_detect_pass", fake)
     found = pipeline.detect_faces(photo, AlignOptions())
-    assert calls == [(512, 0), (1024, 0), (1024, 1)]
+    assert calls == [(512, 0), (1024, 0), (711, 1)]  # the upsampled pass's levels for such faces
     assert len(found) == 1  # the faces of every pass that ran
 
 
 def test_a_face_found_by_an_earlier_pass_settles_a_later_one(monkeypatch):
     # Later passes scan only finer levels: a face the 512 pass found (near its limit, 175 px at
-    # 1024) is not found again at 1024, yet it is well above that pass's limit: settled there.
+    # 1024) is not found again by the 1024 pass's coarser levels, yet it is well above the
+    # upsampled pass's faces: settled without it.
     photo = pipeline.Photo.from_array(np.zeros((2000, 3000, 3), np.uint8))
     calls = []
 
@@ -161,7 +182,7 @@ def test_a_face_found_by_an_earlier_pass_settles_a_later_one(monkeypatch):
 
     monkeypatch.setattr(pipeline, "_detect_pass", fake)
     assert len(pipeline.detect_faces(photo, AlignOptions())) == 1
-    assert calls == [(512, 0, 0), (1024, 0, 4)]
+    assert calls == [(512, 0, 0), (711, 0, 2)]
 
 
 @pytest.mark.parametrize("path", UTK[:6], ids=lambda p: p.name[:12])
