@@ -1,8 +1,9 @@
 """Coarse-to-fine detection and lazy decoding on large photos, with real dlib on the fixture
 faces: the cheap passes must not cost faces. A big face in an upscaled photo is settled by
 the coarse pass; the small faces of a tiled group photo still take the upsampled pass and are
-all found; medium faces cost only the pyramid levels that can hold faces like them; a large JPEG is decoded at a reduced scale and its faces come out as from the full
-pixels. Faces are asserted, not timings."""
+all found; medium faces cost only the pyramid levels that can hold faces like them; a large
+JPEG is decoded at a reduced scale and its faces come out as from the full pixels. Faces are
+asserted, not timings."""
 
 from pathlib import Path
 
