@@ -30,6 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("large", "lfw", "utk", "nonfaces")
+# The kinds of photo in the large folder (bench/nonfaces.py), by file name prefix.
+KINDS = (
+    ("single_face", "up-"),
+    ("half_length", "half-"),
+    ("small_face", "small-"),
+    ("group", "tile-"),
+    ("no_face", "scene-"),
+)
 
 
 def _setup(tree: Path) -> None:
@@ -124,7 +132,7 @@ def compare(before: list[dict], after: list[dict]) -> dict:
 
 def _by_kind(rows: list[dict], entry: dict, when: str) -> str:
     parts = []
-    for kind, prefix in (("single_face", "up-"), ("half_length", "half-"), ("group", "tile-"), ("no_face", "scene-")):
+    for kind, prefix in KINDS:
         cpu = [r["cpu_s"] for r in rows if r["name"].startswith(prefix)]
         if cpu:
             entry[f"cpu_s_{when}_{kind}"] = round(statistics.mean(cpu), 4)

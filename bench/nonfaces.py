@@ -8,7 +8,8 @@
   and 165 px in the original, 113, 75 and 56 px at the 1024-px detection size); `scene-*`:
   the same blurred scenes without any face; `half-*`: half-length portraits, an LFW photo
   scaled so that its face is 7-20 % of the longest side (200-600 px in a 3000-px photo: too
-  small for the 512-px pass to settle, or to find at all), put on such a scene. JPEG q=90.
+  small for the 512-px pass to settle, or to find at all), put on such a scene; `small-*`: the
+  same with a face of 3.5-7 % (105-210 px), which only the upsampled 2048-px pass finds. JPEG q=90.
 - nonfaces/: photos without a face, most of them shaped like a face crop (square-ish, at most
   640 px: the only photos the whole-photo fallback may keep): background corners of LFW
   photos (outside every detected face box, with a margin), the same from the large scenes,
@@ -17,6 +18,7 @@
   the pipeline cannot align is not a face to keep whole).
 
     .venv/bin/python bench/nonfaces.py OUT_DIR [--large 24] [--nonfaces 300] [--scenes 6] [--half-length 12]
+        [--small-faces 12]
 
 Prints what it wrote and ends with one JSON line. Seeded: the same folders every time."""
 
@@ -125,21 +127,33 @@ def build_scenes(out: Path, count: int, seed: int = 13) -> list[Path]:
 LFW_FACE_SHARE = 0.42  # an LFW photo's detected face box is about 105 of its 250 px
 
 
-def build_half_length(out: Path, count: int, seed: int = 14) -> list[Path]:
-    """`half-*`: one face of 7-20 % of the longest side (evenly spread over the photos), the
-    size of a half-length or full-length portrait on the web."""
+def build_portraits(out: Path, count: int, *, prefix: str, shares: tuple[float, float], seed: int) -> list[Path]:
+    """`prefix-*`: one face per photo, its box `shares` of the longest side (evenly spread over
+    the photos), on a blurred scene."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = lfw_paths()
     written = []
-    for i, share in enumerate(np.linspace(0.07, 0.20, count)):
+    for i, share in enumerate(np.linspace(*shares, count)):
         width, height = SIZES[i % len(SIZES)]
         side = min(height, round(share * width / LFW_FACE_SHARE))
         face_photo = _rgb(paths[int(rng.integers(len(paths)))])
-        target = out / f"half-{i:03d}.jpg"
+        target = out / f"{prefix}-{i:03d}.jpg"
         _save(_face_on_scene(rng, width, height, face_photo, side, paths), target)
         written.append(target)
     return written
+
+
+def build_half_length(out: Path, count: int) -> list[Path]:
+    """`half-*`: a face of 7-20 % of the longest side, the size of a half-length or
+    full-length portrait on the web."""
+    return build_portraits(out, count, prefix="half", shares=(0.07, 0.20), seed=14)
+
+
+def build_small_faces(out: Path, count: int) -> list[Path]:
+    """`small-*`: a face of 3.5-7 % of the longest side (105-210 px in a 3000-px photo), a
+    person standing in a street or a room: only the upsampled pass finds it."""
+    return build_portraits(out, count, prefix="small", shares=(0.035, 0.07), seed=21)
 
 
 # --- Non-face photos --------------------------------------------------------------------------------
@@ -302,11 +316,13 @@ def main() -> None:
     parser.add_argument("--nonfaces", type=int, default=300)
     parser.add_argument("--scenes", type=int, default=6, help="large photos without a face, in large/")
     parser.add_argument("--half-length", type=int, default=12, help="half-length portraits, in large/")
+    parser.add_argument("--small-faces", type=int, default=12, help="photos of one small face, in large/")
     args = parser.parse_args()
     large = build_large(args.out / "large", args.large)
     nonfaces = build_nonfaces(args.out / "nonfaces", args.nonfaces, large=large)
     large += build_scenes(args.out / "large", args.scenes)
     large += build_half_length(args.out / "large", args.half_length)
+    large += build_small_faces(args.out / "large", args.small_faces)
     kinds: dict[str, int] = {}
     for path in nonfaces:
         kind = path.stem.rsplit("-", 1)[0]
