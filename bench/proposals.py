@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from align_cost import KINDS  # bench/ is on sys.path when a script in it runs
+from align_cost import KINDS, compare  # bench/ is on sys.path when a script in it runs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -163,13 +163,12 @@ def _cpu(function, *args) -> tuple[float, list]:
     return time.process_time() - start, result
 
 
-def compare(reference: list, found: list) -> tuple[int, int]:
-    """Faces of the reference lost, and faces found that it has not (IoU >= 0.5)."""
-    from curator.faces.detection import box_iou
-
-    lost = sum(1 for r in reference if all(box_iou(r.box, f.box) < 0.5 for f in found))
-    new = sum(1 for f in found if all(box_iou(r.box, f.box) < 0.5 for r in reference))
-    return lost, new
+def lost_and_new(name: str, reference: list, found: list) -> tuple[int, int]:
+    """Faces of the reference lost, and faces found that it has not: align_cost's box matching."""
+    counts = compare(
+        [{"name": name, "boxes": [d.box for d in reference]}], [{"name": name, "boxes": [d.box for d in found]}]
+    )
+    return counts["lost"], counts["new"]
 
 
 def main() -> None:
@@ -208,7 +207,7 @@ def main() -> None:
         rows[kind]["cascade"].append((statistics.median(t for t, _ in runs), len(reference), 0, 0))
         for cover in covers:
             runs = [_cpu(proposed_faces, data, blazeface, cover) for _ in range(args.repeats)]
-            lost, new = compare(reference, runs[0][1])
+            lost, new = lost_and_new(path.name, reference, runs[0][1])
             rows[kind][f"blazeface_{cover}"].append((statistics.median(t for t, _ in runs), len(runs[0][1]), lost, new))
     summary: dict[str, dict] = {}
     print(f"{'kind':<12} {'route':<15} {'photos':>6} {'CPU-s/photo':>11} {'faces':>6} {'lost':>5} {'new':>4}")
