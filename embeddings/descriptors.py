@@ -2,9 +2,10 @@
 original photo and cached in FaceDescriptor.
 
 A row is current when it was computed by today's method from the same photo and landmark box;
-anything else is computed again. dlib's network holds the GIL, so a training job computes
-missing features in a pool of processes (CURATOR_FEATURE_PROCESSES, spawned: the worker has
-threads and TensorFlow may be loaded) when there are enough photos to pay for starting it.
+anything else is computed again. Decoding photos and cutting dlib's chips hold the GIL, so a
+training job computes missing features in a pool of processes (CURATOR_FEATURE_PROCESSES,
+spawned: the worker has threads and TensorFlow may be loaded) when there are enough photos to
+pay for starting it; each group of photos goes through the networks as one batch.
 
     features = features_for_faces([face.pk, ...], progress=callback)   # {face_id: FaceFeatures}
 """
@@ -25,7 +26,7 @@ from curator.faces.chips import DESCRIPTOR_METHOD
 from curator.faces.pipeline import landmark_box
 from curator.models import Face
 from embeddings import pretrained
-from embeddings.features import FaceFeatures, compute_photos
+from embeddings.features import FaceFeatures, NetworkFiles, compute_photos
 from embeddings.models import DescriptorSet, FaceDescriptor
 
 # Below this many photos to compute, starting processes (about 2 s each) costs more than it saves.
@@ -172,21 +173,19 @@ def _compute(todo: list[PhotoWork], *, descriptor: bool, processes: int | None =
         return
     groups = [todo[i : i + PHOTOS_PER_TASK] for i in range(0, len(todo), PHOTOS_PER_TASK)]
     max_pixels = settings.CURATOR_MAX_IMAGE_PIXELS
-    model = _pretrained_path()
     processes = max(1, settings.CURATOR_FEATURE_PROCESSES if processes is None else processes)
     if processes == 1 or len(todo) < POOL_MIN_PHOTOS:
+        files = network_files(threads=None)
         for group in groups:
-            yield compute_photos(_read(group), max_pixels=max_pixels, pretrained_model=model, descriptor=descriptor)
+            yield compute_photos(_read(group), max_pixels=max_pixels, files=files, descriptor=descriptor)
         return
+    # One onnxruntime thread per pool process: the pool already uses a process per core.
+    files = network_files(threads=1)
     with ProcessPoolExecutor(max_workers=min(processes, len(groups)), mp_context=get_context("spawn")) as pool:
         # Read the next groups while the pool computes (storage may be remote); keep a few in flight.
         pending = set()
         for group in groups:
-            pending.add(
-                pool.submit(
-                    compute_photos, _read(group), max_pixels=max_pixels, pretrained_model=model, descriptor=descriptor
-                )
-            )
+            pending.add(pool.submit(compute_photos, _read(group), max_pixels=max_pixels, files=files, descriptor=descriptor))
             if len(pending) >= 2 * processes:
                 finished = next(as_completed(pending))
                 pending.remove(finished)
@@ -195,12 +194,16 @@ def _compute(todo: list[PhotoWork], *, descriptor: bool, processes: int | None =
             yield finished.result()
 
 
-def _pretrained_path() -> str:
-    """The ONNX file for pool processes, "" when the network is not installed."""
+def network_files(*, threads: int | None) -> NetworkFiles:
+    """The networks' files, found through the settings here, for processes that have none. The
+    pretrained network's is "" when it is not installed."""
+    from embeddings.network.runtime import network_file
+
     try:
-        return str(pretrained.model_file())
+        gender = str(pretrained.model_file())
     except pretrained.PretrainedModelError:
-        return ""
+        gender = ""
+    return NetworkFiles(face_network=network_file(), pretrained=gender, threads=threads)
 
 
 def _read(group: list[PhotoWork]) -> list[tuple[bytes | None, list[tuple[int, Box]]]]:

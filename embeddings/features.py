@@ -1,10 +1,15 @@
 """What the descriptor-based models see of a face, computed from the original photo (free of the
 database, so worker pools and the predict path share it):
 
-- dlib's 128-D descriptor of its own 150-px chip (padding 0.25), averaged with the descriptor of
-  the mirrored chip (horizontal-flip test-time augmentation: +0.5 points on the dev set);
+- the face network's 128-D descriptor (dlib's ResNet, run by embeddings.network) of dlib's own
+  150-px chip (padding 0.25) and of the mirrored chip, both in one batch (their mean is the
+  horizontal-flip test-time augmentation: +0.5 points on the dev set);
 - the pretrained gender network's [female, male] probabilities on its 32-px chip, averaged over
   the chip and its mirror (None when that network cannot be loaded).
+
+Faces are cut per photo and run through the networks together: many photos' chips go in one
+batch (`compute_photos`, the embed queue and training), one photo's faces in one batch (the
+predict path).
 
     features = photo_features(rgb, [landmark_box, ...])
     inputs = model_inputs(features, use_pretrained=True)   # [N, 129] for the embedding model
@@ -17,7 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from curator.faces import chips
-from embeddings import pretrained
+from embeddings import network, pretrained
+
+
+@dataclass(frozen=True)
+class NetworkFiles:
+    """The networks' files, for pool processes that have no Django settings: the face network's
+    dlib file ("" = find it through the settings) and the pretrained network's ONNX file (""
+    when it is not installed, None = find it through the settings)."""
+
+    face_network: str = ""
+    pretrained: str | None = None
+    threads: int | None = None  # onnxruntime threads; None = CURATOR_NETWORK_THREADS
 
 
 @dataclass
@@ -34,6 +50,52 @@ class FaceFeatures:
         return (self.descriptor + self.descriptor_flipped) / 2
 
 
+@dataclass
+class FaceCut:
+    """What is cut from the photo for one face before any network runs."""
+
+    chip: np.ndarray | None  # dlib's 150-px chip (None when no descriptor is wanted)
+    small_chip: np.ndarray  # the pretrained network's 32-px chip
+    region_phash: int
+    region_phash_mirrored: int
+
+
+def face_cuts(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]], *, descriptor: bool = True) -> list[FaceCut]:
+    """The chips and region hashes of each face box of one RGB photo (boxes as the landmarks were
+    found in them)."""
+    cuts = []
+    for box in boxes:
+        shape = chips.five_point_shape(rgb, box)
+        big = chips.chip(shape, chips.DESCRIPTOR_CHIP_SIZE, chips.DESCRIPTOR_CHIP_PADDING) if descriptor else None
+        small = chips.chip(shape, pretrained.CHIP_SIZE, pretrained.CHIP_PADDING)
+        cuts.append(FaceCut(big, small, *region_phashes(rgb, box)))
+    return cuts
+
+
+def features_of_cuts(
+    cuts: list[FaceCut], *, descriptor: bool = True, files: NetworkFiles | None = None
+) -> list[FaceFeatures]:
+    """Run the networks over the faces' chips, mirrors in the same batch."""
+    if not cuts:
+        return []
+    files = files or NetworkFiles()
+    vectors = None
+    if descriptor:
+        batch = [c for cut in cuts for c in (cut.chip, chips.flipped(cut.chip))]
+        vectors = network.descriptors(batch, path=files.face_network or None, threads=files.threads)
+    gender = _pretrained_probabilities([cut.small_chip for cut in cuts], files.pretrained)
+    return [
+        FaceFeatures(
+            descriptor=None if vectors is None else vectors[2 * i],
+            descriptor_flipped=None if vectors is None else vectors[2 * i + 1],
+            pretrained=None if gender is None else gender[i],
+            region_phash=cut.region_phash,
+            region_phash_mirrored=cut.region_phash_mirrored,
+        )
+        for i, cut in enumerate(cuts)
+    ]
+
+
 def photo_features(
     rgb: np.ndarray,
     boxes: list[tuple[int, int, int, int]],
@@ -41,29 +103,11 @@ def photo_features(
     pretrained_model: str | None = None,
     descriptor: bool = True,
 ) -> list[FaceFeatures]:
-    """Features of each face box of one RGB photo (boxes as the landmarks were found in them).
-    `pretrained_model` is the ONNX file's path for processes without Django settings ("" when
-    the network is not installed; None: find it through the settings). `descriptor=False` skips
-    dlib's ResNet (~150 ms a face here) for a model that only reads the pretrained network."""
-    if not boxes:
-        return []
-    shapes = [chips.five_point_shape(rgb, box) for box in boxes]
-    vectors = None
-    if descriptor:
-        big = [chips.chip(s, chips.DESCRIPTOR_CHIP_SIZE, chips.DESCRIPTOR_CHIP_PADDING) for s in shapes]
-        vectors = chips.descriptors([c for chip in big for c in (chip, chips.flipped(chip))])
-    gender = _pretrained_probabilities(shapes, pretrained_model)
-    hashes = [region_phashes(rgb, box) for box in boxes]
-    return [
-        FaceFeatures(
-            descriptor=None if vectors is None else vectors[2 * i],
-            descriptor_flipped=None if vectors is None else vectors[2 * i + 1],
-            pretrained=None if gender is None else gender[i],
-            region_phash=hashes[i][0],
-            region_phash_mirrored=hashes[i][1],
-        )
-        for i in range(len(boxes))
-    ]
+    """Features of each face box of one RGB photo. `pretrained_model` "" skips the pretrained
+    network. `descriptor=False` skips the face network for a model that only reads the
+    pretrained network."""
+    files = NetworkFiles(pretrained=pretrained_model)
+    return features_of_cuts(face_cuts(rgb, boxes, descriptor=descriptor), descriptor=descriptor, files=files)
 
 
 # The region hashed for near-duplicates: the face box grown to this many box sides, square,
@@ -88,16 +132,15 @@ def region_phashes(rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int
     return phash(region), phash(chips.flipped(region))
 
 
-def _pretrained_probabilities(shapes: list[chips.FaceShape], model: str | None) -> np.ndarray | None:
+def _pretrained_probabilities(small_chips: list[np.ndarray], model: str | None) -> np.ndarray | None:
     if model == "":
         return None
-    small = [chips.chip(s, pretrained.CHIP_SIZE, pretrained.CHIP_PADDING) for s in shapes]
-    batch = np.stack([c for chip in small for c in (chip, chips.flipped(chip))])
+    batch = np.stack([c for chip in small_chips for c in (chip, chips.flipped(chip))])
     try:
         probabilities = pretrained.gender_probabilities(batch, path=model or None)
     except pretrained.PretrainedModelError:
         return None
-    return probabilities.reshape(len(shapes), 2, 2).mean(axis=1)
+    return probabilities.reshape(len(small_chips), 2, 2).mean(axis=1)
 
 
 def pretrained_logit(features: list[FaceFeatures]) -> np.ndarray:
@@ -125,15 +168,17 @@ def compute_photos(
     photos: list[tuple[bytes | None, list[tuple[int, tuple[int, int, int, int]]]]],
     *,
     max_pixels: int,
-    pretrained_model: str,
+    files: NetworkFiles,
     descriptor: bool = True,
 ) -> dict[int, FaceFeatures]:
-    """Features of the faces of each photo's bytes (None: the file is gone). Runs in the pool
-    processes of embeddings.descriptors, so it touches no database and no Django settings. A
-    photo that is gone or no longer decodes is skipped."""
+    """Features of the faces of each photo's bytes (None: the file is gone), the chips of all the
+    photos in one batch through each network. Runs in the pool processes of
+    embeddings.descriptors, so it touches no database and no Django settings. A photo that is
+    gone or no longer decodes is skipped."""
     from curator.images import ImageRejected, decode
 
-    result: dict[int, FaceFeatures] = {}
+    face_ids: list[int] = []
+    cuts: list[FaceCut] = []
     for blob, faces in photos:
         if blob is None:
             continue
@@ -141,11 +186,10 @@ def compute_photos(
             rgb, _ = decode(blob, max_pixels=max_pixels)
         except ImageRejected:
             continue
-        features = photo_features(
-            rgb, [box for _, box in faces], pretrained_model=pretrained_model, descriptor=descriptor
-        )
-        result.update({face_id: f for (face_id, _), f in zip(faces, features, strict=True)})
-    return result
+        cuts += face_cuts(rgb, [box for _, box in faces], descriptor=descriptor)
+        face_ids += [face_id for face_id, _ in faces]
+    features = features_of_cuts(cuts, descriptor=descriptor, files=files)
+    return dict(zip(face_ids, features, strict=True))
 
 
 def decode_crop(data: bytes) -> np.ndarray:

@@ -247,16 +247,17 @@ def loaded_model(model_version: ModelVersion) -> LoadedModel:
 def _warm_pipeline(dataset: Dataset) -> None:
     """Load the detector and the landmark predictor now (the 68-point model takes seconds to
     read), so no request pays for it."""
-    from curator.faces.chips import descriptor_network, five_point_predictor
+    from curator.faces.chips import five_point_predictor
     from curator.faces.detection import CNN, cnn_detector, hog_detector
     from curator.faces.landmarks import shape_predictor
+    from embeddings import network
 
     hog_detector()
     if dataset.detector == CNN:
         cnn_detector()
     shape_predictor()
     five_point_predictor()
-    descriptor_network()
+    network.warm()
 
 
 # --- Predicting ------------------------------------------------------------------------------------

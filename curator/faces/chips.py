@@ -1,7 +1,7 @@
 """dlib's own face chips, cut from the original photo: the 5-point landmarks of a face box and the
 chips dlib's networks were trained on (150 px with padding 0.25 for the 128-D descriptor ResNet,
-32 px with padding 0.2 for the pretrained gender network). Import and predict both come here, so
-a face gets the same chip whichever path it takes.
+which embeddings.network runs; 32 px with padding 0.2 for the pretrained gender network). Import
+and predict both come here, so a face gets the same chip whichever path it takes.
 
 The OpenFace crop (curator.faces.alignment) is tighter and framed differently; dlib's ResNet
 computed on it lost 3-5 accuracy points on the dev set against its own chip."""
@@ -15,7 +15,7 @@ from functools import cache
 import dlib
 import numpy as np
 
-from curator.faces.model_files import FACE_DESCRIPTOR_RESNET, SHAPE_PREDICTOR_5, model_path
+from curator.faces.model_files import SHAPE_PREDICTOR_5, model_path
 
 DESCRIPTOR_CHIP_SIZE = 150
 DESCRIPTOR_CHIP_PADDING = 0.25
@@ -28,11 +28,6 @@ _lock = threading.Lock()
 @cache
 def five_point_predictor() -> dlib.shape_predictor:
     return dlib.shape_predictor(model_path(SHAPE_PREDICTOR_5))
-
-
-@cache
-def descriptor_network() -> dlib.face_recognition_model_v1:
-    return dlib.face_recognition_model_v1(model_path(FACE_DESCRIPTOR_RESNET))
 
 
 @dataclass
@@ -63,15 +58,6 @@ def chip(face: FaceShape, size: int, padding: float) -> np.ndarray:
     """dlib's aligned chip of the face, uint8 RGB [size, size, 3]."""
     with _lock:
         return np.asarray(dlib.get_face_chip(face.region, face.shape, size=size, padding=padding))
-
-
-def descriptors(chips: list[np.ndarray]) -> np.ndarray:
-    """dlib's 128-D descriptors of 150-px chips, float32 [N, 128] (one batch call)."""
-    if not chips:
-        return np.zeros((0, 128), dtype=np.float32)
-    with _lock:
-        rows = descriptor_network().compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
-    return np.asarray([np.asarray(r) for r in rows], dtype=np.float32)
 
 
 def flipped(image: np.ndarray) -> np.ndarray:
