@@ -185,7 +185,9 @@ def _compute(todo: list[PhotoWork], *, descriptor: bool, processes: int | None =
         # Read the next groups while the pool computes (storage may be remote); keep a few in flight.
         pending = set()
         for group in groups:
-            pending.add(pool.submit(compute_photos, _read(group), max_pixels=max_pixels, files=files, descriptor=descriptor))
+            pending.add(
+                pool.submit(compute_photos, _read(group), max_pixels=max_pixels, files=files, descriptor=descriptor)
+            )
             if len(pending) >= 2 * processes:
                 finished = next(as_completed(pending))
                 pending.remove(finished)

@@ -64,9 +64,9 @@ def build_face_network(*, name: str = "face_network") -> keras.Model:
     """The architecture with untrained weights: float RGB pixels 0..255 in, the 128-D descriptor
     out. dlib's input normalisation, (pixel - mean) / 256, is its first layer."""
     pixels = keras.Input((arch.INPUT_SIZE, arch.INPUT_SIZE, 3), name="pixels")
-    x = layers.Normalization(mean=arch.CHANNEL_MEANS, variance=np.full(3, arch.INPUT_SCALE**2, np.float32), name="dlib_input")(
-        pixels
-    )
+    x = layers.Normalization(
+        mean=arch.CHANNEL_MEANS, variance=np.full(3, arch.INPUT_SCALE**2, np.float32), name="dlib_input"
+    )(pixels)
     x = _conv(x, "stem_conv", arch.STEM_FILTERS, 7, 2)
     x = layers.ReLU(name="stem_relu")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")(x)

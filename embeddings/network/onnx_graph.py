@@ -101,7 +101,9 @@ class GraphBuilder:
             last = i == len(layers) - 1
             if isinstance(layer, Normalize):
                 x = self.node("Sub", [x, self.constant(f"head{i}/mean", layer.mean)], f"head{i}")
-                x = self.node("Div", [x, self.constant(f"head{i}/std", layer.std)], f"head{i}", output if last else None)
+                x = self.node(
+                    "Div", [x, self.constant(f"head{i}/std", layer.std)], f"head{i}", output if last else None
+                )
                 continue
             x = self.node("MatMul", [x, self.constant(f"head{i}/kernel", layer.kernel)], f"head{i}")
             if layer.bias is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 

@@ -86,7 +86,9 @@ def test_keras_model_gives_dlibs_descriptors_and_survives_saving(fixture_faces, 
     reloaded = keras.saving.load_model(tmp_path / "face_network.keras")  # safe_mode: no lambdas
     assert np.array_equal(np.asarray(reloaded(np.stack(face_chips).astype(np.float32))), ours)
     round_trip = weights_of(reloaded)
-    assert all(np.array_equal(round_trip[n][k], v) for n, arrays in network.dlib_weights().items() for k, v in arrays.items())
+    assert all(
+        np.array_equal(round_trip[n][k], v) for n, arrays in network.dlib_weights().items() for k, v in arrays.items()
+    )
 
 
 def test_weights_have_the_architectures_shapes():
