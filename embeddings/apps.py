@@ -10,6 +10,18 @@ class EmbeddingsConfig(AppConfig):
         from curator.signals import faces_aligned
 
         faces_aligned.connect(_faces_aligned, dispatch_uid="embeddings.descriptors_queue")
+        from curator.warmup import warmer_register
+
+        warmer_register(_networks_warm, roles={"web", "embed", "predict"})
+
+
+def _networks_warm() -> None:
+    """The face network's session and the pretrained gender network, opened and run once."""
+    from embeddings import network, pretrained
+
+    network.warm()
+    if pretrained.available()[0]:
+        pretrained.session()
 
 
 def _faces_aligned(sender, *, dataset_ids, face_ids, **kwargs) -> None:

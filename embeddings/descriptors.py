@@ -26,7 +26,7 @@ from curator.faces.chips import DESCRIPTOR_METHOD
 from curator.faces.pipeline import landmark_box
 from curator.models import Face
 from embeddings import pretrained
-from embeddings.features import FaceFeatures, NetworkFiles, compute_photos
+from embeddings.features import FaceFeatures, NetworkFiles, compute_photos, cut_chips
 from embeddings.models import DescriptorSet, FaceDescriptor
 
 # Below this many photos to compute, starting processes (about 2 s each) costs more than it saves.
@@ -169,25 +169,49 @@ def _store_rows(computed: dict[int, FaceFeatures], sources: dict[int, str]) -> N
 
 def _compute(todo: list[PhotoWork], *, descriptor: bool, processes: int | None = None):
     """Yields {face_id: FaceFeatures} per group of photos as they are done."""
+    max_pixels = settings.CURATOR_MAX_IMAGE_PIXELS
+    # One onnxruntime thread per pool process: the pool already uses a process per core.
+    pooled = _pool_size(todo, processes) > 1
+    files = network_files(threads=1 if pooled else None)
+    yield from _per_group(todo, compute_photos, processes, max_pixels=max_pixels, files=files, descriptor=descriptor)
+
+
+def chips_for_faces(
+    face_ids: list[int], *, processes: int | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict[int, np.ndarray]:
+    """dlib's 150-px chip (padding 0.25) of each face, cut from its original photo: what the face
+    network sees (the `finetune` model trains and predicts on these). Not cached: 67 kB a face.
+    A face whose photo cannot be read is left out."""
+    _, photos = _work_of(list(dict.fromkeys(face_ids)))
+    result: dict[int, np.ndarray] = {}
+    for cut in _per_group(photos, cut_chips, processes, max_pixels=settings.CURATOR_MAX_IMAGE_PIXELS):
+        result.update(cut)
+        if progress:
+            progress(len(result), len(face_ids))
+    return result
+
+
+def _pool_size(todo: list, processes: int | None) -> int:
+    processes = max(1, settings.CURATOR_FEATURE_PROCESSES if processes is None else processes)
+    return 1 if len(todo) < POOL_MIN_PHOTOS else min(processes, -(-len(todo) // PHOTOS_PER_TASK))
+
+
+def _per_group(todo: list[PhotoWork], compute: Callable, processes: int | None, **kwargs):
+    """compute(photos' bytes and faces, **kwargs) per group of PHOTOS_PER_TASK photos, in a spawned
+    pool when there are enough photos to pay for starting it; yields each group's result."""
     if not todo:
         return
     groups = [todo[i : i + PHOTOS_PER_TASK] for i in range(0, len(todo), PHOTOS_PER_TASK)]
-    max_pixels = settings.CURATOR_MAX_IMAGE_PIXELS
-    processes = max(1, settings.CURATOR_FEATURE_PROCESSES if processes is None else processes)
-    if processes == 1 or len(todo) < POOL_MIN_PHOTOS:
-        files = network_files(threads=None)
+    processes = _pool_size(todo, processes)
+    if processes == 1:
         for group in groups:
-            yield compute_photos(_read(group), max_pixels=max_pixels, files=files, descriptor=descriptor)
+            yield compute(_read(group), **kwargs)
         return
-    # One onnxruntime thread per pool process: the pool already uses a process per core.
-    files = network_files(threads=1)
-    with ProcessPoolExecutor(max_workers=min(processes, len(groups)), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
         # Read the next groups while the pool computes (storage may be remote); keep a few in flight.
         pending = set()
         for group in groups:
-            pending.add(
-                pool.submit(compute_photos, _read(group), max_pixels=max_pixels, files=files, descriptor=descriptor)
-            )
+            pending.add(pool.submit(compute, _read(group), **kwargs))
             if len(pending) >= 2 * processes:
                 finished = next(as_completed(pending))
                 pending.remove(finished)

@@ -175,6 +175,20 @@ def compute_photos(
     photos in one batch through each network. Runs in the pool processes of
     embeddings.descriptors, so it touches no database and no Django settings. A photo that is
     gone or no longer decodes is skipped."""
+    face_ids, cuts = _photos_cuts(photos, max_pixels=max_pixels, descriptor=descriptor)
+    features = features_of_cuts(cuts, descriptor=descriptor, files=files)
+    return dict(zip(face_ids, features, strict=True))
+
+
+def cut_chips(
+    photos: list[tuple[bytes | None, list[tuple[int, tuple[int, int, int, int]]]]], *, max_pixels: int
+) -> dict[int, np.ndarray]:
+    """dlib's 150-px chip of the faces of each photo's bytes (pool processes, like compute_photos)."""
+    face_ids, cuts = _photos_cuts(photos, max_pixels=max_pixels, descriptor=True)
+    return {face_id: cut.chip for face_id, cut in zip(face_ids, cuts, strict=True)}
+
+
+def _photos_cuts(photos, *, max_pixels: int, descriptor: bool) -> tuple[list[int], list[FaceCut]]:
     from curator.images import ImageRejected, decode
 
     face_ids: list[int] = []
@@ -188,8 +202,7 @@ def compute_photos(
             continue
         cuts += face_cuts(rgb, [box for _, box in faces], descriptor=descriptor)
         face_ids += [face_id for face_id, _ in faces]
-    features = features_of_cuts(cuts, descriptor=descriptor, files=files)
-    return dict(zip(face_ids, features, strict=True))
+    return face_ids, cuts
 
 
 def decode_crop(data: bytes) -> np.ndarray:

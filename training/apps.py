@@ -18,6 +18,17 @@ class TrainingConfig(AppConfig):
         from training.filters import PREDICTION_FILTERS
 
         register_face_filters(PREDICTION_FILTERS)
+        from curator.warmup import warmer_register
+
+        warmer_register(_active_versions_warm, roles={"web", "predict"})
+
+
+def _active_versions_warm() -> None:
+    """Every dataset's active model version, loaded and run once on a dummy face (the predict
+    page and API use it; the predict queue predicts new faces with it)."""
+    from training.serving import active_versions_warm
+
+    active_versions_warm()
 
 
 def _labels_changed(sender, *, face_ids, label, **kwargs) -> None:

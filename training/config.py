@@ -31,7 +31,18 @@ PARAMS: dict[str, Param] = {
     "hidden_units": Param(int, 0, 2048, help="Hidden units of the embedding model's dense head (0 for none)."),
     "seed": Param(int, 0, 2**31 - 1, help="Seed for the split, the weights and the shuffling."),
     "class_weights": Param(bool, help="Weight classes inversely to their frequency."),
-    "augment": Param(bool, help="Random flips, rotations, zooms and shifts while training (CNN models)."),
+    "augment": Param(
+        bool, help="Random flips, rotations, zooms, shifts and colour changes while training (CNN and finetune)."
+    ),
+    "unfreeze_stages": Param(
+        int, 0, 5, help="finetune: how many of the face network's last stages train (0: the head and embedding only)."
+    ),
+    "tta": Param(
+        str,
+        choices=("auto", "none", "mirror", "mirror+jitter"),
+        help="finetune: test-time augmentation, the probabilities of the chip, its mirror and 4 % zooms averaged; "
+        "auto keeps what the validation split says pays.",
+    ),
     "head": Param(
         str,
         choices=("auto", "linear", "dense"),
@@ -47,9 +58,9 @@ PARAMS: dict[str, Param] = {
     "members": Param(list, help="Ensemble: ids of the model versions to combine (two or more, same classes)."),
     "combine": Param(
         str,
-        choices=("average", "stacked"),
+        choices=("auto", "average", "stacked"),
         help="Ensemble: average the members' probabilities, or stack them with a logistic regression fitted on "
-        "the validation split.",
+        "the validation split; auto stacks only when that scores higher there (stacking cross-validated).",
     ),
 }
 
@@ -100,9 +111,27 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.3,
         "weight_decay": 1e-4,
     },
+    Architecture.FINETUNE: {
+        **COMMON,
+        # The head starts as the logistic regression on the frozen descriptors; then the last two
+        # stages (level1, level0: 2.4 M of 5.6 M weights) and the embedding train at a low rate.
+        # Measured on the dev set's validation split (bench/quality.py; README): Adam 1e-4 lost 1.5
+        # points to the frozen network by epoch 1, 1e-5 gained 1.2 by epoch 2; three stages at
+        # 3e-5, or a wider chip (padding 0.5), did no better.
+        "epochs": 8,
+        "batch_size": 32,
+        "learning_rate": 1e-5,
+        "lr_schedule": "cosine",
+        "patience": 3,
+        "unfreeze_stages": 2,
+        "dropout": 0.0,
+        "weight_decay": 1e-4,
+        "augment": True,
+        "tta": "auto",
+    },
     # No training: the split seed still decides which faces it is evaluated on.
     Architecture.PRETRAINED: {"seed": 0},
-    Architecture.ENSEMBLE: {"seed": 0, "members": [], "combine": "stacked"},
+    Architecture.ENSEMBLE: {"seed": 0, "members": [], "combine": "auto"},
 }
 
 

@@ -51,6 +51,8 @@ class TrainingJobForm(forms.Form):
     seed = forms.IntegerField(required=False, help_text=_defaults_text("seed"))
     class_weights = forms.ChoiceField(required=False, choices=TRI_STATE, help_text=_defaults_text("class_weights"))
     augment = forms.ChoiceField(required=False, choices=TRI_STATE, help_text=_defaults_text("augment"))
+    unfreeze_stages = forms.IntegerField(required=False, help_text=_defaults_text("unfreeze_stages"))
+    tta = forms.ChoiceField(required=False, choices=_choices("tta"), help_text=_defaults_text("tta"))
     keep_best_on_cancel = forms.BooleanField(
         required=False,
         initial=False,

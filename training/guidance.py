@@ -24,10 +24,11 @@ from training.models import Architecture
 # Faces without a split get a 70/15/15 split; epochs run over the train split only.
 TRAIN_FRACTION = 0.70
 # dlib's ResNet descriptor of its own 150 px chip cut from the photo, plus the same for the
-# horizontally flipped chip (test-time augmentation), and the pretrained network: bench/quality.py
-# computed 4,311 faces in 509 s on 2 processes while the machine was shared (0.24 CPU-s per
-# face; 0.15 on a quiet machine). The busier figure, rounded down a little.
-DESCRIPTOR_CPU_S_PER_FACE = 0.2
+# horizontally flipped chip (test-time augmentation), both in one batch of the face network on
+# onnxruntime (embeddings.network: 6 CPU-ms a descriptor, bench/embeddings.py), with decoding the
+# photo, the 5-point landmarks, cutting the chips, the region pHash and the pretrained network:
+# about 25 CPU-ms a face, rounded up for a shared machine. (dlib's own call took 0.2 CPU-s.)
+DESCRIPTOR_CPU_S_PER_FACE = 0.03
 DESCRIPTOR_PROCESSES = 2
 # dlib-models' gender network (ONNX, onnxruntime, one thread) with its 32 px chip: ~5 ms per face.
 PRETRAINED_S_PER_FACE = 0.005
@@ -47,6 +48,20 @@ SEED_CNN_S_PER_FACE_EPOCH = 537.0 / (2800 * 20)
 SEED_CNN_MEASURED_INPUT = 150
 # Not measured: a convolution's cost grows with the pixels, so another input_size scales the
 # per-face-epoch cost by (input_size / measured input) squared.
+# finetune: cutting dlib's chips from the photos (2 processes) and, per epoch over the train split,
+# the forward pass of the whole face network and the backward pass of its top stages on augmented
+# chips; then the test-time-augmentation choice on the validation split and the predictions of
+# every face (chips cut again, up to 6 views each). bench/quality.py on the dev set, 2 cores shared
+# with other work: see FINETUNE_* below and the README's benchmark table.
+FINETUNE_CHIP_S_PER_FACE = 0.01
+# 36-54 s an epoch over 3,008 train faces at batch 32 with 2 stages unfrozen (load average 4-5).
+FINETUNE_S_PER_FACE_EPOCH = 0.018
+# 34.5 s for 4,311 faces with one view; the validation split chose up to 6 views (mirror+jitter).
+FINETUNE_PREDICT_S_PER_FACE = 0.03
+# Fine-tuning pays once there are enough faces not to over-fit the top stages, and when it finishes
+# within a coffee break on this kind of machine; otherwise the embedding model is the start.
+FINETUNE_MIN_FACES = 1000
+FINETUNE_RECOMMEND_MAX_S = 30 * 60
 # Not measured: starting the job (loading TensorFlow), saving the artifact, predicting every face
 # and evaluating; a rough allowance per job on top of the figures above.
 JOB_OVERHEAD_S = 10.0
@@ -59,6 +74,10 @@ PRETRAINED_BELOW_PER_CLASS = 50
 # cnn 0.862 against embedding 0.893 even on 4,000 faces).
 CNN_MIN_FACES = 2000
 CNN_ARCHITECTURES = (Architecture.CNN.value, Architecture.SEED_CNN.value)
+# Architectures whose job computes (or reuses) the cached descriptors.
+DESCRIPTOR_ARCHITECTURES = (Architecture.EMBEDDING.value, Architecture.FINETUNE.value)
+# The measured gain, for the recommendation (bench/quality.py, dev set test split; README table).
+FINETUNE_GAIN_TEXT = "UTK test accuracy 0.000 against 0.000 for embedding"
 GENDER_CLASSES = ("female", "male")
 
 CNN_WARNING = (
@@ -167,6 +186,11 @@ def training_time_estimate(
     if architecture == Architecture.ENSEMBLE:
         # Members' probabilities are stored; stacking fits one small logistic regression.
         return n * LINEAR_HEAD_S_PER_FACE + JOB_OVERHEAD_S
+    if architecture == Architecture.FINETUNE:
+        missing = max(0, n - max(0, int(descriptors_cached)))
+        seconds = missing * DESCRIPTOR_CPU_S_PER_FACE / DESCRIPTOR_PROCESSES
+        seconds += n * (FINETUNE_CHIP_S_PER_FACE + FINETUNE_PREDICT_S_PER_FACE)
+        return seconds + train * config.get("epochs", 1) * FINETUNE_S_PER_FACE_EPOCH + JOB_OVERHEAD_S
     if architecture in CNN_ARCHITECTURES:
         per_face_epoch, measured = (
             (CNN_S_PER_FACE_EPOCH, CNN_MEASURED_INPUT)
@@ -207,12 +231,32 @@ def architecture_recommend(
             "there is little to train on: the pretrained female/male network needs no training and is evaluated "
             "on this dataset's test split like any version. Train embedding once more faces are labelled."
         )
+    elif (
+        n_faces >= FINETUNE_MIN_FACES
+        and (
+            finetune_s := training_time_estimate(
+                architecture=Architecture.FINETUNE, n_faces=n_faces, descriptors_cached=descriptors_cached
+            )
+        )
+        <= FINETUNE_RECOMMEND_MAX_S
+    ):
+        architecture = Architecture.FINETUNE.value
+        reason = (
+            f"With {n_faces} labelled faces, fine-tuning dlib's face network for these classes is worth its "
+            f"{duration_text(finetune_s)}: it was the most accurate single model on the development set "
+            f"({FINETUNE_GAIN_TEXT}). Train embedding first if you want a model in seconds."
+        )
     else:
         architecture = Architecture.EMBEDDING.value
         reason = (
             "dlib's face descriptor of the photo with a linear or dense head gives the highest accuracy of the "
-            "trainable models on the development set and trains in seconds once descriptors are cached"
+            "models that train in seconds once descriptors are cached"
         )
+        if n_faces >= FINETUNE_MIN_FACES:
+            reason += (
+                f"; finetune is more accurate but would take "
+                f"{duration_text(training_time_estimate(architecture=Architecture.FINETUNE, n_faces=n_faces))}"
+            )
         if n_faces < CNN_MIN_FACES:
             reason += f"; with {n_faces} labelled faces a CNN trained from scratch would over-fit."
         else:
@@ -232,7 +276,7 @@ def architecture_recommend(
                 "ensemble member."
             )
     config = DEFAULTS[architecture]
-    cached = descriptors_cached if architecture == Architecture.EMBEDDING else 0
+    cached = descriptors_cached if architecture in DESCRIPTOR_ARCHITECTURES else 0
     seconds = training_time_estimate(
         architecture=architecture, n_faces=n_faces, config=_config_for(config, classes), descriptors_cached=cached
     )
@@ -282,7 +326,7 @@ def architecture_rows(
                 architecture=architecture,
                 n_faces=n_faces,
                 config=_config_for(DEFAULTS[architecture], classes),
-                descriptors_cached=descriptors_cached if architecture == Architecture.EMBEDDING else 0,
+                descriptors_cached=descriptors_cached if architecture in DESCRIPTOR_ARCHITECTURES else 0,
             )
         rows.append(
             ArchitectureRow(

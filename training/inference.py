@@ -1,12 +1,15 @@
 """Load a ModelVersion and classify faces with it, whatever its architecture.
 
     model = load_model_version(version)                     # cached per process, keyed by version id
-    probabilities = model.predict(crops=..., features=...)  # float32 [N, n_classes], rows sum to 1
+    probabilities = model.predict(crops=..., features=..., chips=...)  # float32 [N, n_classes], rows sum to 1
 
 What a model needs of a face depends on its architecture: the CNNs take the aligned crops (uint8
 RGB [N, H, W, 3], resized inside the graph the way training resized them), the embedding and
-pretrained models take embeddings.features.FaceFeatures of the original photo, an ensemble takes
-whatever its members take (`needs_crops`, `needs_features`). Keras forward passes are compiled
+pretrained models take embeddings.features.FaceFeatures of the original photo, `finetune` takes
+dlib's 150-px chips of the original photo (uint8 [N, 150, 150, 3]), an ensemble takes whatever its
+members take (`needs_crops`, `needs_features`, `needs_chips`). A `finetune` version is served by
+onnxruntime: its fine-tuned weights and head are read from the .keras file once and built into
+the same ONNX graph as the face network (embeddings.network), so it costs what a descriptor costs. Keras forward passes are compiled
 once per model as a tf.function with a fixed input signature: calling a Keras model eagerly
 costs ~40 ms per call for the CNN here, the compiled graph ~8 ms, and `model.predict` adds its
 own ~50 ms per call. TensorFlow is imported on first use, only in processes that predict."""
@@ -33,6 +36,7 @@ class ModelUnavailable(RuntimeError):
 class LoadedModel:
     needs_crops = False
     needs_features = False
+    needs_chips = False
     # Whether its features must include dlib's descriptor (the costly part of a prediction).
     needs_descriptor = False
 
@@ -42,7 +46,9 @@ class LoadedModel:
         self.architecture = version.architecture
         self.classes = list(version.classes)
 
-    def predict(self, *, crops: np.ndarray | None = None, features: list | None = None) -> np.ndarray:
+    def predict(
+        self, *, crops: np.ndarray | None = None, features: list | None = None, chips: np.ndarray | None = None
+    ) -> np.ndarray:
         raise NotImplementedError
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
@@ -99,7 +105,7 @@ class CropModel(KerasModel):
 
         return forward
 
-    def predict(self, *, crops=None, features=None, batch_size: int = 64) -> np.ndarray:
+    def predict(self, *, crops=None, features=None, chips=None, batch_size: int = 64) -> np.ndarray:
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[-1] != 3:
             raise ValueError(f"crops must be an [N, H, W, 3] RGB array, not shape {crops.shape}")
@@ -129,7 +135,7 @@ class EmbeddingModel(KerasModel):
 
         return forward
 
-    def predict(self, *, crops=None, features=None) -> np.ndarray:
+    def predict(self, *, crops=None, features=None, chips=None) -> np.ndarray:
         from embeddings.features import model_inputs
 
         if not features:
@@ -154,7 +160,7 @@ class PretrainedModel(LoadedModel):
         pretrained.session()  # a missing or corrupt file fails here, once, with its reason
         self.order = [pretrained.CLASSES.index(name) for name in self.classes]
 
-    def predict(self, *, crops=None, features=None) -> np.ndarray:
+    def predict(self, *, crops=None, features=None, chips=None) -> np.ndarray:
         from embeddings import pretrained
 
         if not features:
@@ -162,6 +168,46 @@ class PretrainedModel(LoadedModel):
         if any(f.pretrained is None for f in features):
             raise pretrained.PretrainedModelError("The pretrained gender network is not available.")
         return np.stack([f.pretrained for f in features])[:, self.order].astype(np.float32)
+
+
+class FinetuneModel(LoadedModel):
+    """The fine-tuned face network and its head, run by onnxruntime on dlib's chips with the
+    version's test-time augmentation (embeddings.network.tta)."""
+
+    needs_chips = True
+
+    def __init__(self, version: ModelVersion):
+        from embeddings.network.runtime import OnnxModel, network_threads
+
+        super().__init__(version)
+        self.tta = version.config.get("tta", "none")
+        graph = finetune_graph(load_keras_file(version.artifact))
+        self.session = OnnxModel(graph, threads=network_threads(), what=f"Version v{version.number}")
+
+    def predict(self, *, crops=None, features=None, chips=None) -> np.ndarray:
+        from embeddings.network.runtime import chips_array
+        from embeddings.network.tta import tta_views
+
+        if chips is None or not len(chips):
+            return self._empty()
+        views = tta_views(chips_array(chips), self.tta)
+        flat = views.reshape(-1, *views.shape[2:])
+        probabilities = self.session.run(flat)["probabilities"].reshape(len(views), len(chips), -1)
+        return probabilities.mean(axis=0).astype(np.float32)
+
+
+def finetune_graph(keras_model) -> bytes:
+    """The ONNX graph of a fine-tuned Keras model (training.engine.build_finetune): the network's
+    weights and its standardise-then-softmax head."""
+    from embeddings.network.keras_model import weights_of
+    from embeddings.network.onnx_graph import Dense, Normalize, face_network_graph
+
+    scale = keras_model.get_layer("descriptor_scale")
+    mean = np.asarray(scale.mean, dtype=np.float32).reshape(-1)
+    std = np.sqrt(np.asarray(scale.variance, dtype=np.float32).reshape(-1))
+    kernel, bias = keras_model.get_layer("probabilities").get_weights()
+    head = [Normalize(mean=mean, std=std), Dense(kernel=kernel, bias=bias, activation="softmax")]
+    return face_network_graph(weights_of(keras_model), head=head)
 
 
 class EnsembleModel(LoadedModel):
@@ -188,14 +234,15 @@ class EnsembleModel(LoadedModel):
         self.needs_crops = any(m.needs_crops for m in self.members)
         self.needs_features = any(m.needs_features for m in self.members)
         self.needs_descriptor = any(m.needs_descriptor for m in self.members)
+        self.needs_chips = any(m.needs_chips for m in self.members)
         self.combine = version.config.get("combine", "average")
         self.stacker = version.config.get("stacker")
 
-    def member_probabilities(self, *, crops=None, features=None) -> list[np.ndarray]:
-        return [m.predict(crops=crops, features=features) for m in self.members]
+    def member_probabilities(self, *, crops=None, features=None, chips=None) -> list[np.ndarray]:
+        return [m.predict(crops=crops, features=features, chips=chips) for m in self.members]
 
-    def predict(self, *, crops=None, features=None) -> np.ndarray:
-        parts = self.member_probabilities(crops=crops, features=features)
+    def predict(self, *, crops=None, features=None, chips=None) -> np.ndarray:
+        parts = self.member_probabilities(crops=crops, features=features, chips=chips)
         if not len(parts[0]):
             return self._empty()
         if self.combine == "stacked" and self.stacker:
@@ -223,6 +270,8 @@ def load_keras_file(path: str):
     """A Keras model from a storage path (copied to a local temporary file: Keras needs one)."""
     import keras
 
+    import embeddings.network.keras_model  # noqa: F401  (registers the face network's layers for loading)
+
     fd, local = tempfile.mkstemp(suffix=".keras")
     try:
         with os.fdopen(fd, "wb") as out, default_storage.open(path, "rb") as src:
@@ -239,6 +288,7 @@ KINDS = {
     Architecture.EMBEDDING: EmbeddingModel,
     Architecture.PRETRAINED: PretrainedModel,
     Architecture.ENSEMBLE: EnsembleModel,
+    Architecture.FINETUNE: FinetuneModel,
 }
 
 

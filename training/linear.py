@@ -8,14 +8,19 @@ from sklearn.model_selection import StratifiedKFold
 C_GRID = np.logspace(-3, 2, 11)
 
 
+def cv_folds(y: np.ndarray, *, seed: int = 0, folds: int = 5) -> StratifiedKFold:
+    """The stratified folds every cross-validated comparison of heads uses (same rows, same seed:
+    same folds), fewer when a class has fewer rows than folds."""
+    return StratifiedKFold(max(2, min(folds, int(np.bincount(y).min()))), shuffle=True, random_state=seed)
+
+
 def logistic_cv_fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0, balanced: bool = False, folds: int = 5):
     """A fitted LogisticRegressionCV (L2, C from C_GRID by accuracy over stratified folds, refitted
     on all rows) and its cross-validated accuracy at the chosen C."""
-    folds = max(2, min(folds, int(np.bincount(y).min())))
     search = LogisticRegressionCV(
         Cs=C_GRID,
         l1_ratios=(0.0,),
-        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        cv=cv_folds(y, seed=seed, folds=folds),
         scoring="accuracy",
         class_weight="balanced" if balanced else None,
         max_iter=5000,

@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 class Architecture(models.TextChoices):
     EMBEDDING = "embedding", "embedding (dlib descriptor of the photo + linear or dense head, default)"
+    FINETUNE = "finetune", "finetune (dlib's face ResNet fine-tuned for the classes; most accurate, minutes)"
     PRETRAINED = "pretrained", "pretrained (dlib-models' CC0 gender network, no training)"
     ENSEMBLE = "ensemble", "ensemble (average or stack of other versions)"
     CNN = "cnn", "cnn (batch-norm CNN trained from scratch on the crops)"

@@ -292,7 +292,7 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
     timings["prepare_s"] = round(time.monotonic() - t, 2)
 
     features = {}
-    if job.architecture in (Architecture.EMBEDDING, Architecture.PRETRAINED):
+    if job.architecture in (Architecture.EMBEDDING, Architecture.PRETRAINED, Architecture.FINETUNE):
         # Every face of the dataset: training uses the labelled ones, predictions all of them.
         t = time.monotonic()
         from embeddings.descriptors import features_for_faces
@@ -300,7 +300,7 @@ def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion
         face_ids = list(job.dataset.faces.exclude(crop="").values_list("pk", flat=True))
         reporter.phase("computing descriptors", 0, len(face_ids))
         # The pretrained network alone needs no descriptor: its pre-labels take seconds.
-        needs_descriptor = job.architecture == Architecture.EMBEDDING
+        needs_descriptor = job.architecture != Architecture.PRETRAINED
         features = features_for_faces(face_ids, descriptor=needs_descriptor, progress=reporter.phase_progress)
         unreadable = [e for e in data.examples if e.face_id not in features]
         if unreadable:
@@ -408,6 +408,8 @@ def _fit(*, job: TrainingJob, config: dict, data: TrainingData, reporter: JobRep
             val_labels=data.labels("val"),
             reporter=reporter,
         )
+    if job.architecture == Architecture.FINETUNE:
+        return _fit_finetune(config=config, data=data, reporter=reporter, engine=engine, features=features)
     reporter.phase("reading crops", 0, len(train) + len(val))
     train_inputs = read_crop_bytes([e.crop for e in train])
     val_inputs = read_crop_bytes([e.crop for e in val])
@@ -419,6 +421,36 @@ def _fit(*, job: TrainingJob, config: dict, data: TrainingData, reporter: JobRep
         train_inputs=train_inputs,
         train_labels=data.labels("train"),
         val_inputs=val_inputs,
+        val_labels=data.labels("val"),
+        reporter=reporter,
+    )
+
+
+def _fit_finetune(*, config: dict, data: TrainingData, reporter: JobReporter, engine, features: dict):
+    """The face network fine-tuned on dlib's chips of the training faces (cut from the photos), its
+    head started from the descriptors already computed."""
+    from embeddings.descriptors import chips_for_faces
+
+    train, val = data.of_split("train"), data.of_split("val")
+    reporter.phase("cutting chips", 0, len(train) + len(val))
+    chips = chips_for_faces([e.face_id for e in train + val], progress=reporter.phase_progress)
+    missing = [e.face_id for e in train + val if e.face_id not in chips]
+    if missing:
+        raise TrainingDataError(
+            f"The original photos of {len(missing)} labelled faces cannot be decoded (e.g. face {missing[0]}); "
+            "re-import them or exclude those faces."
+        )
+    descriptors = [features[e.face_id].descriptor for e in train] + [
+        features[e.face_id].descriptor_flipped for e in train
+    ]
+    reporter.phase("training")
+    return engine.fit_finetune(
+        config=config,
+        classes=data.classes,
+        train_chips=np.stack([chips[e.face_id] for e in train]),
+        train_descriptors=np.stack(descriptors).astype(np.float32),
+        train_labels=data.labels("train"),
+        val_chips=np.stack([chips[e.face_id] for e in val]),
         val_labels=data.labels("val"),
         reporter=reporter,
     )
@@ -488,15 +520,17 @@ def architecture_check(*, architecture: str, config: dict, dataset: Dataset, cla
 
 
 def ensemble_fit(*, config: dict, data: TrainingData, reporter: JobReporter) -> dict:
-    """The ensemble's combination: nothing to fit for "average"; for "stacked", a logistic regression
-    on the members' log probabilities of the validation faces. Members whose own fit used the
-    validation split (the linear head, fitted on train+val) look better there than they are, so
-    their weight is optimistic: prefer "average" for those."""
+    """The ensemble's combination, a measured choice for "auto": the average of the members'
+    probabilities, or a logistic regression on their log probabilities (stacking), each scored on
+    the validation faces (stacking out of fold, by cross-validation there); stacking is kept only
+    when it scores higher. Members whose own fit used the validation split (the linear head, fitted
+    on train+val) look better there than they are, which favours neither combine over the other."""
     from training.inference import load_model_version, stacking_inputs
     from training.linear import logistic_cv_fit
 
-    choice: dict = {"members": list(config["members"]), "combine": config.get("combine", "average")}
-    if choice["combine"] != "stacked":
+    wanted = config.get("combine", "auto")
+    choice: dict = {"members": list(config["members"]), "combine": wanted}
+    if wanted == "average":
         return choice
     val = data.of_split("val")
     members = [load_model_version(ModelVersion.objects.get(pk=pk)) for pk in choice["members"]]
@@ -505,10 +539,22 @@ def ensemble_fit(*, config: dict, data: TrainingData, reporter: JobReporter) -> 
     index = {name: i for i, name in enumerate(data.classes)}
     y = np.array([index[labels[face_id].label] for face_id in kept])
     if len(set(y.tolist())) < 2:
-        raise TrainingDataError("Stacking needs validation faces of at least two classes.")
-    search, _ = logistic_cv_fit(stacking_inputs(parts), y)
-    choice["stacker"] = {"coef": search.coef_.tolist(), "intercept": search.intercept_.tolist()}
-    reporter.log(f"Stacked {len(members)} members on {len(kept)} validation faces (C={search.C_[0]:.3g}).")
+        if wanted == "stacked":
+            raise TrainingDataError("Stacking needs validation faces of at least two classes.")
+        reporter.log("Fewer than two classes among the validation faces: averaging the members.")
+        choice["combine"] = "average"
+        return choice
+    search, stacked_accuracy = logistic_cv_fit(stacking_inputs(parts), y)
+    average_accuracy = float((np.mean(parts, axis=0).argmax(axis=1) == y).mean())
+    choice["combine_val_accuracy"] = {"average": round(average_accuracy, 4), "stacked": round(stacked_accuracy, 4)}
+    if wanted == "auto":
+        choice["combine"] = "stacked" if stacked_accuracy > average_accuracy else "average"
+    reporter.log(
+        f"On {len(kept)} validation faces: average {average_accuracy:.4f}, stacked {stacked_accuracy:.4f} "
+        f"(cross-validated, C={search.C_[0]:.3g}); combining by {choice['combine']}."
+    )
+    if choice["combine"] == "stacked":
+        choice["stacker"] = {"coef": search.coef_.tolist(), "intercept": search.intercept_.tolist()}
     return choice
 
 
@@ -655,7 +701,7 @@ def faces_probabilities(*, models: list, rows: list[tuple[int, str]]) -> tuple[l
     are read when a model takes crops, the photo features when it takes features (cached by
     embeddings.descriptors). Returns the face ids kept (crop and photo readable) and one
     [len(kept), n_classes] array per model."""
-    from embeddings.descriptors import features_for_faces
+    from embeddings.descriptors import chips_for_faces, features_for_faces
     from embeddings.features import decode_crop
 
     kept = [r for r, ok in zip(rows, _exist([r[1] for r in rows]), strict=True) if ok]
@@ -665,6 +711,12 @@ def faces_probabilities(*, models: list, rows: list[tuple[int, str]]) -> tuple[l
             [face_id for face_id, _ in kept], descriptor=any(m.needs_descriptor for m in models)
         )
         kept = [r for r in kept if r[0] in features]
+    chips = None
+    if any(m.needs_chips for m in models):
+        # One process: predictions run in chunks, and a pool per chunk costs more than it saves.
+        cut = chips_for_faces([face_id for face_id, _ in kept], processes=1)
+        kept = [r for r in kept if r[0] in cut]
+        chips = np.stack([cut[face_id] for face_id, _ in kept]) if kept else None
     crops = None
     if any(m.needs_crops for m in models):
         decoded = [decode_crop(b) for b in read_crop_bytes([path for _, path in kept])]
@@ -676,17 +728,23 @@ def faces_probabilities(*, models: list, rows: list[tuple[int, str]]) -> tuple[l
             results.append(np.zeros((0, len(model.classes)), dtype=np.float32))
         elif model.needs_crops and len(crops) > 1:
             # Crops of different sizes (a dataset re-aligned at another size) cannot be one array.
-            results.append(_predict_groups(model, crops, face_features))
+            results.append(_predict_groups(model, crops, face_features, chips))
         else:
-            results.append(model.predict(crops=crops[0] if crops else None, features=face_features))
+            results.append(model.predict(crops=crops[0] if crops else None, features=face_features, chips=chips))
     return [face_id for face_id, _ in kept], results
 
 
-def _predict_groups(model, crop_groups: list[np.ndarray], features) -> np.ndarray:
+def _predict_groups(model, crop_groups: list[np.ndarray], features, chips) -> np.ndarray:
     parts, offset = [], 0
     for group in crop_groups:
-        part_features = features[offset : offset + len(group)] if features is not None else None
-        parts.append(model.predict(crops=group, features=part_features))
+        part = slice(offset, offset + len(group))
+        parts.append(
+            model.predict(
+                crops=group,
+                features=features[part] if features is not None else None,
+                chips=chips[part] if chips is not None else None,
+            )
+        )
         offset += len(group)
     return np.concatenate(parts)
 

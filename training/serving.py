@@ -1,8 +1,9 @@
 """Serving trained models: any photo -> faces (detected and aligned exactly as in the dataset
 pipeline) -> per-class probabilities of a model version.
 
-Web processes load a model version once and keep it warm in a per-process cache; TensorFlow is
-imported lazily by `training.inference` the first time a model is needed, never at start-up.
+Web processes load a model version once and keep it warm in a per-process cache; the active
+versions are loaded as the process starts (curator/warmup.py, `active_versions_warm`), others at
+their first request.
 Single-image inference runs the model's forward pass compiled once as a tf.function (see
 `training.inference`), never `model.predict`, which costs ~50 ms of set-up per call on its own.
 """
@@ -10,6 +11,7 @@ Single-image inference runs the model's forward pass compiled once as a tf.funct
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ from training.models import ModelVersion, Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
     from training.inference import LoadedModel
+
+logger = logging.getLogger(__name__)
 
 
 class PredictError(Exception):
@@ -244,6 +248,16 @@ def loaded_model(model_version: ModelVersion) -> LoadedModel:
         return served
 
 
+def active_versions_warm() -> None:
+    """Load every active version now (worker and web start, curator/warmup.py); a version that
+    cannot be loaded is logged and skipped, its requests get the loader's clear error."""
+    for version in ModelVersion.objects.filter(is_active=True).select_related("dataset").order_by("pk"):
+        try:
+            loaded_model(version)
+        except PredictError as exc:
+            logger.warning("Active version v%s of dataset %s not warmed: %s", version.number, version.dataset_id, exc)
+
+
 def _warm_pipeline(dataset: Dataset) -> None:
     """Load the detector and the landmark predictor now (the 68-point model takes seconds to
     read), so no request pays for it."""
@@ -327,9 +341,10 @@ def image_predict(*, data: bytes, model_version: ModelVersion) -> PredictResult:
 
 def _classify(model: LoadedModel, rgb: np.ndarray, aligned: list, *, warm_up: bool = False) -> np.ndarray:
     """Probabilities of the aligned faces of one photo: crops for the CNNs, features of the photo
-    (dlib's own chips) for the descriptor models; both for an ensemble that needs both."""
+    (dlib's own chips through the networks) for the descriptor models, the chips themselves for
+    `finetune`; whatever an ensemble's members need, each face cut once."""
     from curator.faces.pipeline import landmark_box
-    from embeddings.features import photo_features
+    from embeddings.features import NetworkFiles, face_cuts, features_of_cuts
 
     height, width = rgb.shape[:2]
     if warm_up:  # one face framed by the whole (dummy) photo: loads and traces everything once
@@ -338,8 +353,14 @@ def _classify(model: LoadedModel, rgb: np.ndarray, aligned: list, *, warm_up: bo
     else:
         boxes = [landmark_box(width=width, height=height, box=f.box, whole_image=f.whole_image) for f in aligned]
         crops = np.stack([f.crop for f in aligned]) if model.needs_crops else None
-    features = photo_features(rgb, boxes, descriptor=model.needs_descriptor) if model.needs_features else None
-    return np.asarray(model.predict(crops=crops, features=features), dtype=np.float64)
+    features = chips = None
+    if model.needs_features or model.needs_chips:
+        cuts = face_cuts(rgb, boxes, descriptor=model.needs_descriptor or model.needs_chips)
+        if model.needs_features:
+            features = features_of_cuts(cuts, descriptor=model.needs_descriptor, files=NetworkFiles())
+        if model.needs_chips:
+            chips = np.stack([cut.chip for cut in cuts])
+    return np.asarray(model.predict(crops=crops, features=features, chips=chips), dtype=np.float64)
 
 
 # --- Adding a predicted photo to the dataset ---------------------------------------------------------
