@@ -40,13 +40,13 @@ development set, against two references, measured through the app's own services
    "predict_ms_p50_by_model"}, where best is the Curator architecture with the
    highest end-to-end test accuracy and the last five figures are that model's.
 
-Expected runtime on 2 cores (measured while other developers' tests shared them): import 34 s,
-alignment 166 s (26 photos/s), baseline descriptors 10 min (once: cached by sha256, even without
---reuse), `embedding` 9 min the first time (8.5 of them its descriptors, which the app caches in the
-bench database: 13 s with --reuse), `pretrained` and `ensemble` seconds once descriptors are
-cached, `cnn` about 30 min with its defaults (97 s with --cnn-epochs 2); then about 2 min of
-predict calls per descriptor-based model (~175 ms a photo) and 15 s for a CNN. About 26 min for
---models embedding,cnn --cnn-epochs 2 from scratch; 7 min for embedding,pretrained,ensemble --reuse.
+Expected runtime on 2 cores (measured while other developers' tests shared them, load 4-9): import
+11 s, alignment 110 s (39 photos/s), baseline descriptors 12 min with dlib's own call (once: cached
+by sha256 in var/bench, even without --reuse), `embedding` 70 s the first time (50 s of it the
+descriptors, on onnxruntime, which the app caches in the bench database), `pretrained` seconds,
+`finetune` 7-8 min (6 of them its epochs), `ensemble` 2 min (predicting every face with three
+members), `cnn` about 30 min with its defaults (97 s with --cnn-epochs 2); then 15-50 s of predict
+calls per model. About 13 min for --models embedding,pretrained,finetune,ensemble --reuse.
 `--limit N` (N photos per gender per source, in a database of its own) is for quick iterations.
 """
 

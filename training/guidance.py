@@ -77,7 +77,7 @@ CNN_ARCHITECTURES = (Architecture.CNN.value, Architecture.SEED_CNN.value)
 # Architectures whose job computes (or reuses) the cached descriptors.
 DESCRIPTOR_ARCHITECTURES = (Architecture.EMBEDDING.value, Architecture.FINETUNE.value)
 # The measured gain, for the recommendation (bench/quality.py, dev set test split; README table).
-FINETUNE_GAIN_TEXT = "UTK test accuracy 0.000 against 0.000 for embedding"
+FINETUNE_GAIN_TEXT = "end to end 0.964 against 0.959 for embedding on 439 test photos"
 GENDER_CLASSES = ("female", "male")
 
 CNN_WARNING = (
