@@ -10,13 +10,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from curator import account_views, health, views
 
 urlpatterns = [
+    # The admin's log-in page through the same limit on failed attempts as ours (before admin.site.urls).
+    path("admin/login/", account_views.admin_login),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin's): no 404 there either.
     # (Resolved per request: in production the static URL needs collectstatic's manifest, which
     # does not exist yet when `migrate` or another command first imports the URLs.)
     path("favicon.ico", login_not_required(RedirectView.as_view(url=lazy(static, str)("favicon.svg"), permanent=True))),
     # Django's log-in view with a limit on failed attempts (curator/throttling.py).
-    path("accounts/login/", login_not_required(account_views.LoginView.as_view()), name="login"),
+    path("accounts/login/", account_views.login, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/token/", account_views.api_token, name="account-token"),
     path("healthz", health.healthz, name="healthz"),
