@@ -33,6 +33,7 @@ from django.db.models.functions import Abs
 from django.utils import timezone
 
 from curator.models import Dataset, Face
+from curator.spreadsheet import csv_row
 from labeling.models import BulkAction, LabelEvent
 from labeling.signals import labels_changed
 
@@ -925,7 +926,7 @@ def export_create(*, user: AbstractBaseUser | None, dataset: Dataset, include_un
     path = f"datasets/{dataset.pk}/exports/{dataset.pk}-{stamp}.zip"
     manifest = io.StringIO()
     writer = csv.writer(manifest)
-    writer.writerow(columns)
+    writer.writerow(csv_row(columns))  # metadata keys come from labels.csv headers
     with tempfile.TemporaryFile() as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             for face in rows:
@@ -938,22 +939,24 @@ def export_create(*, user: AbstractBaseUser | None, dataset: Dataset, include_un
                     name = ""  # the manifest says the crop is missing rather than failing the export
                 meta = face.image.metadata or {}
                 writer.writerow(
-                    [
-                        face.pk,
-                        name,
-                        face.label,
-                        face.split,
-                        int(face.is_unsure),
-                        face.image.original_name,
-                        face.index,
-                        face.size_px,
-                        face.sharpness,
-                        face.yaw,
-                        face.roll,
-                        face.detector_score,
-                        face.landmark_fit,
-                        *(meta.get(k, "") for k in meta_keys),
-                    ]
+                    csv_row(
+                        [
+                            face.pk,
+                            name,
+                            face.label,
+                            face.split,
+                            int(face.is_unsure),
+                            face.image.original_name,
+                            face.index,
+                            face.size_px,
+                            face.sharpness,
+                            face.yaw,
+                            face.roll,
+                            face.detector_score,
+                            face.landmark_fit,
+                            *(meta.get(k, "") for k in meta_keys),
+                        ]
+                    )
                 )
             archive.writestr("manifest.csv", manifest.getvalue())
         tmp.seek(0)
