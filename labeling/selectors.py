@@ -361,6 +361,8 @@ def quality_histograms_svg(*, dataset: Dataset) -> list[tuple[str, str]]:
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
+    import curator.plotting  # noqa: F401  (Agg, plain text)
+
     grid = reverse("labeling:grid", kwargs={"dataset_id": dataset.pk})
     out = []
     for h in quality_histogram_counts(dataset=dataset):

@@ -8,12 +8,11 @@ import io
 from collections.abc import Callable
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+import curator.plotting  # noqa: F401  (Agg, and user strings drawn as plain text, never mathtext)
 
 
 def _svg(fig: Figure) -> bytes:
