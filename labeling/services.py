@@ -761,7 +761,9 @@ def _ratios_validate(ratios) -> tuple[float, float, float]:
     try:
         values = tuple(_finite_number(r, "A split ratio") for r in ratios)
     except InvalidChange as exc:
-        raise InvalidChange(f"Split ratios must be three finite numbers (train, validation, test): {exc.message}") from None
+        raise InvalidChange(
+            f"Split ratios must be three finite numbers (train, validation, test): {exc.message}"
+        ) from None
     if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
         raise InvalidChange("Split ratios must be three non-negative numbers with a positive sum.")
     total = sum(values)
