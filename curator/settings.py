@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files, no CDN
+    "csp",
     "curator",
     "embeddings",
     "labeling",
@@ -79,7 +80,33 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# Content-Security-Policy on every response (django-csp), so escaping is not the only defence
+# against injected markup: scripts and styles only from our own static files (no inline <script>,
+# no on*= handlers, no style="" and no <style>; templates use data attributes read by
+# static/curator/page.js, plots are SVG with presentation attributes: curator.plotting), no eval,
+# no plugins, no framing, forms post only to us. A response that sets its own policy keeps it
+# (media files: `default-src 'none'; sandbox`). CURATOR_CSP_REPORT_URI adds a report-uri.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # data: for the small icons Swagger UI's stylesheet embeds; blob: for the predict page's
+        # preview of the photo being sent.
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "media-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [os.environ["CURATOR_CSP_REPORT_URI"]]} if os.environ.get("CURATOR_CSP_REPORT_URI") else {}),
+    }
+}
 
 ROOT_URLCONF = "curator.urls"
 WSGI_APPLICATION = "curator.wsgi.application"

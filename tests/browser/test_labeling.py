@@ -5,26 +5,25 @@ gets when someone else changed the face first."""
 import re
 
 import pytest
+from django.contrib.auth.models import User
 
 from curator.models import Face
 from labeling import services
 from labeling.models import BulkAction
-from tests.conftest import PASSWORD
+from tests.browser.conftest import logged_in_pages
 from tests.labeling.factories import make_faces
 
 pytestmark = pytest.mark.browser
 
 
-def logged_in_page(browser, live_server, username: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r"^(?!.*accounts/login).*$"))
-    return page
+@pytest.fixture
+def logged_in(browser, live_server):
+    """logged_in(username) -> a Playwright page of that user, in its own browser context, under
+    the site's Content-Security-Policy (the test fails when the browser refused anything)."""
+    opener = logged_in_pages(browser, live_server, {"width": 1400, "height": 1000})
+    open_page = next(opener)
+    yield lambda username: open_page(User.objects.get(username=username))
+    next(opener, None)
 
 
 def wait_idle(page):
@@ -32,9 +31,9 @@ def wait_idle(page):
     page.wait_for_function("document.querySelectorAll('.tile.saving').length === 0")
 
 
-def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server, browser, bob, dataset):
+def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server, browser, logged_in, bob, dataset):
     faces = make_faces(dataset, 14)
-    page = logged_in_page(browser, live_server, "bob")
+    page = logged_in("bob")
     page.goto(f"{live_server.url}/labeling/{dataset.pk}/?label=unlabelled")
     page.wait_for_selector(".tile.focused")
     assert page.locator(".tile").count() == 14
@@ -69,11 +68,11 @@ def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server,
 
 
 def test_bulk_relabel_a_filtered_selection_then_revert_it_with_a_conflict(
-    transactional_db, live_server, browser, alice, bob, dataset
+    transactional_db, live_server, browser, logged_in, alice, bob, dataset
 ):
     faces = make_faces(dataset, 30, labels=["female", "male", "male"])
     males = [f.pk for f in faces if f.label == "male"]
-    page = logged_in_page(browser, live_server, "alice")
+    page = logged_in("alice")
     page.on("dialog", lambda dialog: dialog.accept())
     # The bulk panel is folded away until asked for (`panels=open` in the URL, or the toggle).
     page.goto(f"{live_server.url}/labeling/{dataset.pk}/?label=male&panels=open")
@@ -102,9 +101,9 @@ def test_bulk_relabel_a_filtered_selection_then_revert_it_with_a_conflict(
     assert "reverted by" in page.locator(f"#action-{action.pk}").inner_text()
 
 
-def test_shift_click_range_and_bulk_exclude(transactional_db, live_server, browser, bob, dataset):
+def test_shift_click_range_and_bulk_exclude(transactional_db, live_server, browser, logged_in, bob, dataset):
     faces = make_faces(dataset, 12, labels=["female"])
-    page = logged_in_page(browser, live_server, "bob")
+    page = logged_in("bob")
     page.goto(f"{live_server.url}/labeling/{dataset.pk}/")
     page.wait_for_selector(".tile.focused")
     page.click(f'.tile[data-id="{faces[2].pk}"]', modifiers=["Control"])
@@ -118,10 +117,12 @@ def test_shift_click_range_and_bulk_exclude(transactional_db, live_server, brows
     assert page.locator(".tile.excluded").count() == 5
 
 
-def test_second_session_sees_the_conflict_message(transactional_db, live_server, browser, alice, bob, dataset):
+def test_second_session_sees_the_conflict_message(
+    transactional_db, live_server, browser, logged_in, alice, bob, dataset
+):
     faces = make_faces(dataset, 5)
-    alices = logged_in_page(browser, live_server, "alice")
-    bobs = logged_in_page(browser, live_server, "bob")
+    alices = logged_in("alice")
+    bobs = logged_in("bob")
     for page in (alices, bobs):
         page.goto(f"{live_server.url}/labeling/{dataset.pk}/")
         page.wait_for_selector(".tile.focused")
@@ -147,9 +148,11 @@ def test_second_session_sees_the_conflict_message(transactional_db, live_server,
     assert Face.objects.get(pk=faces[0].pk).label == "female"
 
 
-def test_enter_goes_to_the_next_page_keeping_the_filter(transactional_db, live_server, browser, bob, dataset):
+def test_enter_goes_to_the_next_page_keeping_the_filter(
+    transactional_db, live_server, browser, logged_in, bob, dataset
+):
     make_faces(dataset, 70, labels=["male"])
-    page = logged_in_page(browser, live_server, "bob")
+    page = logged_in("bob")
     page.goto(f"{live_server.url}/labeling/{dataset.pk}/?label=male&per_page=60")
     page.wait_for_selector(".tile.focused")
     page.keyboard.press("Enter")
