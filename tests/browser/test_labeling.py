@@ -28,7 +28,7 @@ def logged_in(browser, live_server):
 
 def wait_idle(page):
     """Until no tile is waiting for the server."""
-    page.wait_for_function("document.querySelectorAll('.tile.saving').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('.tile.saving').length === 0")
 
 
 def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server, browser, logged_in, bob, dataset):
@@ -41,7 +41,7 @@ def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server,
     for key in keys:
         page.keyboard.press(key)
     wait_idle(page)
-    page.wait_for_function("document.getElementById('status').textContent.includes('1 face changed')")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('1 face changed')")
     labels = [Face.objects.get(pk=f.pk).label for f in faces[:10]]
     assert labels == ["female" if k == "f" else "male" for k in keys]
     assert not Face.objects.filter(pk__in=[f.pk for f in faces[10:]]).exclude(label="").exists()
@@ -51,14 +51,16 @@ def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server,
     assert page.locator(f'.tile[data-id="{faces[3].pk}"] .badge').inner_text() == "male"
 
     page.keyboard.press("z")
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Undid')")
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Undid')")
     assert Face.objects.get(pk=faces[9].pk).label == ""
     assert page.locator(f'.tile[data-id="{faces[9].pk}"] .badge').inner_text() == "unlabelled"
     assert Face.objects.exclude(label="").count() == 9
     # u and x work on the focused face (undo put the focus back on face 10).
     page.keyboard.press("u")
     wait_idle(page)
-    page.wait_for_function(f"document.querySelector('.tile[data-id=\"{faces[9].pk}\"]').classList.contains('unsure')")
+    page.wait_for_function(
+        f"() => document.querySelector('.tile[data-id=\"{faces[9].pk}\"]').classList.contains('unsure')"
+    )
     assert Face.objects.get(pk=faces[9].pk).is_unsure
     # The detail panel follows the focus and shows that face's history.
     page.wait_for_selector(f'.face-detail[data-face="{faces[10].pk}"]')
@@ -110,7 +112,7 @@ def test_shift_click_range_and_bulk_exclude(transactional_db, live_server, brows
     page.click(f'.tile[data-id="{faces[6].pk}"]', modifiers=["Shift"])
     assert page.locator("#selcount").inner_text() == "5 selected"
     page.click("button[data-bulk=exclude]")
-    page.wait_for_function("document.getElementById('selcount').textContent === '0 selected'")
+    page.wait_for_function("() => document.getElementById('selcount').textContent === '0 selected'")
     assert list(Face.objects.filter(is_excluded=True).order_by("id").values_list("id", flat=True)) == [
         f.pk for f in faces[2:7]
     ]
@@ -128,7 +130,7 @@ def test_second_session_sees_the_conflict_message(
         page.wait_for_selector(".tile.focused")
     bobs.keyboard.press("m")
     wait_idle(bobs)
-    bobs.wait_for_function("document.getElementById('status').textContent.includes('1 face changed')")
+    bobs.wait_for_function("() => document.getElementById('status').textContent.includes('1 face changed')")
     assert Face.objects.get(pk=faces[0].pk).label == "male"
 
     alices.keyboard.press("f")  # alice still sees face 1 as unlabelled, version 1
@@ -144,7 +146,7 @@ def test_second_session_sees_the_conflict_message(
     alices.click(f'.tile[data-id="{faces[0].pk}"]')
     alices.keyboard.press("f")
     wait_idle(alices)
-    alices.wait_for_function("document.getElementById('status').textContent.includes('1 face changed')")
+    alices.wait_for_function("() => document.getElementById('status').textContent.includes('1 face changed')")
     assert Face.objects.get(pk=faces[0].pk).label == "female"
 
 

@@ -33,7 +33,7 @@ def test_live_mode_draws_boxes_on_camera_frames(browser, live_server, dataset, a
         page.wait_for_url(lambda url: "/accounts/login/" not in url)
         page.goto("/predict/")
         page.click("#camera-start")
-        page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+        page.wait_for_function("() => document.getElementById('camera-video').videoWidth > 0")
         page.check("#camera-live")
         page.locator("#live-overlay .pbox").first.wait_for(state="visible", timeout=60_000)
         page.wait_for_timeout(3000)
