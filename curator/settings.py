@@ -282,10 +282,24 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that loses Redis keeps trying to reconnect for as long as it takes (Celery's default
+# gives up after 100 tries and the worker exits, leaving its host idle after a long outage).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Tasks running when the connection drops finish their work (tests/curator/test_faults.py: a
+# Redis restart while a worker is busy). Cancelling them would throw away a chunk's or a training
+# job's progress; their end is recorded in the database, and a chunk's message that Redis lost is
+# re-queued by the stale-job sweep.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A message taken by a worker that dies unacknowledged goes back to the queue after this
     # long; longer than any acks_late task may run.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600),
+    # Notice a dead or restarted Redis on an idle connection too (TCP keepalive, redis-py's
+    # PING before using a connection idle this long), and never hang on a connect.
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
 }
 # Lets several test runs (or deployments) share one Redis without taking each other's messages.
 CURATOR_REDIS_PREFIX = os.environ.get("CURATOR_REDIS_PREFIX") or (f"curator-test-{os.getpid()}:" if TESTING else "")
