@@ -1,12 +1,38 @@
+from django.conf import settings
 from django.contrib import admin
 
 from curator.models import AlignmentJob, Dataset, Face, ImportBatch, ImportIssue, Membership, SourceImage
+from curator.permissions import can_curate
 
 
 class MembershipInline(admin.TabularInline):
+    """Memberships with the rights they give now: a curator membership gives curator rights only
+    to a member of the curators group (curator.permissions, the one rule)."""
+
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
+    fields = ["user", "role", "rights"]
+    readonly_fields = ["rights"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "role":
+            field.help_text = (
+                f"Curator rights need this role AND the user in the “{settings.CURATOR_GROUP}” group "
+                "(or staff); without the group a curator membership acts as an annotator."
+            )
+        return field
+
+    @admin.display(description="rights now")
+    def rights(self, membership: Membership) -> str:
+        if not membership.pk:
+            return "-"
+        if can_curate(membership.user, membership.dataset):
+            return "curator"
+        if membership.role == Membership.Role.CURATOR:
+            return f"annotator (not in the “{settings.CURATOR_GROUP}” group)"
+        return "annotator"
 
 
 @admin.register(Dataset)

@@ -56,8 +56,9 @@ class Dataset(models.Model):
 
 
 class Membership(models.Model):
-    """Who may see a dataset, and as what. Staff and members of the curators group with a
-    curator membership may do everything; annotators may view and relabel."""
+    """Who may see a dataset, and as what. Staff, and members of the curators group with a
+    curator membership, may do everything; annotators (and a curator membership of a user who is
+    not in the curators group) may view and relabel. The rule is curator.permissions.can_curate."""
 
     class Role(models.TextChoices):
         CURATOR = "curator", "Curator"

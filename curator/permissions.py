@@ -1,8 +1,13 @@
-"""Who may do what. Two roles: curators (staff, or members of the `curators` group holding a
-curator membership) may do everything on a dataset, including import, delete, train and
-activate models; annotators may see and relabel the datasets shared with them. Nobody sees a
-dataset they are not on: views fetch datasets through `visible_datasets(user)` so a guessed id
-answers 404."""
+"""Who may do what. Two roles: curators may do everything on a dataset, including import, delete,
+export, train and activate models; annotators may see and relabel the datasets shared with them.
+Nobody sees a dataset they are not on: views fetch datasets through `visible_datasets(user)` so a
+guessed id answers 404.
+
+The one rule for curator rights on a dataset: staff (or a superuser), or BOTH a member of the
+`curators` group (settings.CURATOR_GROUP) AND holding a curator membership on that dataset. The
+group is the switch an administrator flips to take curator rights away everywhere at once: a user
+removed from it keeps their memberships but acts as an annotator on those datasets until added
+back. The admin's membership list says the same (curator.admin.MembershipInline)."""
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,7 +19,7 @@ from curator.models import Dataset, Membership
 
 
 def is_curator(user: AbstractBaseUser) -> bool:
-    """May create datasets (and becomes their curator)."""
+    """May create datasets (and becomes their curator): staff, or a member of the curators group."""
     if not user.is_authenticated:
         return False
     if user.is_staff or user.is_superuser:
@@ -31,11 +36,15 @@ def visible_datasets(user: AbstractBaseUser) -> QuerySet[Dataset]:
 
 
 def can_curate(user: AbstractBaseUser, dataset: Dataset) -> bool:
+    """Staff, or in the curators group AND a curator of this dataset (the module's one rule)."""
     if not user.is_authenticated:
         return False
     if user.is_staff or user.is_superuser:
         return True
-    return Membership.objects.filter(dataset=dataset, user=user, role=Membership.Role.CURATOR).exists()
+    return (
+        is_curator(user)
+        and Membership.objects.filter(dataset=dataset, user=user, role=Membership.Role.CURATOR).exists()
+    )
 
 
 def can_annotate(user: AbstractBaseUser, dataset: Dataset) -> bool:

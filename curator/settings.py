@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files, no CDN
+    "csp",
     "curator",
     "embeddings",
     "labeling",
@@ -79,7 +80,33 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# Content-Security-Policy on every response (django-csp), so escaping is not the only defence
+# against injected markup: scripts and styles only from our own static files (no inline <script>,
+# no on*= handlers, no style="" and no <style>; templates use data attributes read by
+# static/curator/page.js, plots are SVG with presentation attributes: curator.plotting), no eval,
+# no plugins, no framing, forms post only to us. A response that sets its own policy keeps it
+# (media files: `default-src 'none'; sandbox`). CURATOR_CSP_REPORT_URI adds a report-uri.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # data: for the small icons Swagger UI's stylesheet embeds; blob: for the predict page's
+        # preview of the photo being sent.
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "media-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [os.environ["CURATOR_CSP_REPORT_URI"]]} if os.environ.get("CURATOR_CSP_REPORT_URI") else {}),
+    }
+}
 
 ROOT_URLCONF = "curator.urls"
 WSGI_APPLICATION = "curator.wsgi.application"
@@ -259,10 +286,24 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that loses Redis keeps trying to reconnect for as long as it takes (Celery's default
+# gives up after 100 tries and the worker exits, leaving its host idle after a long outage).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Tasks running when the connection drops finish their work (tests/curator/test_faults.py: a
+# Redis restart while a worker is busy). Cancelling them would throw away a chunk's or a training
+# job's progress; their end is recorded in the database, and a chunk's message that Redis lost is
+# re-queued by the stale-job sweep.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A message taken by a worker that dies unacknowledged goes back to the queue after this
     # long; longer than any acks_late task may run.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600),
+    # Notice a dead or restarted Redis on an idle connection too (TCP keepalive, redis-py's
+    # PING before using a connection idle this long), and never hang on a connect.
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
 }
 # Lets several test runs (or deployments) share one Redis without taking each other's messages.
 CURATOR_REDIS_PREFIX = os.environ.get("CURATOR_REDIS_PREFIX") or (f"curator-test-{os.getpid()}:" if TESTING else "")

@@ -1,5 +1,6 @@
 """Rate limits: the predict API per user and per client address (DRF throttles), and failed log-in
-attempts per user name and per client address (Django's auth views do not throttle).
+attempts per user name and per client address (Django's auth views do not throttle; our log-in page
+and the admin's both go through `curator.account_views.login_throttled`).
 
 Counts live in the `throttle` cache (settings.CACHES: Redis, so every web process of every host
 sees the same counts; a per-process memory cache would let N processes allow N times the rate).
@@ -16,6 +17,7 @@ import logging
 import math
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -129,9 +131,16 @@ class LoginBlock:
         return f"Too many failed log-in attempts for {who}. Try again in {wait}."
 
 
+def login_name_key(username: str) -> str:
+    """The user name as the count knows it: as Django's log-in form and User model normalise it
+    (NFKC, so a fullwidth `ｃａｒｏｌ` is `carol`), stripped, and case-folded (the count is
+    stricter than the match: `Carol` and `carol` share one count)."""
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
 def _login_keys(request, username: str) -> list[tuple[str, str, tuple[int, int] | None]]:
     return [
-        ("user", f"login-fail:user:{username.strip().lower()}", parse_rate(settings.CURATOR_LOGIN_USER_RATE)),
+        ("user", f"login-fail:user:{login_name_key(username)}", parse_rate(settings.CURATOR_LOGIN_USER_RATE)),
         ("address", f"login-fail:ip:{client_ip(request)}", parse_rate(settings.CURATOR_LOGIN_IP_RATE)),
     ]
 
@@ -144,7 +153,7 @@ def _login_counters(request, username: str, now: float):
     """(by, cache key, allowed count, window seconds, failures within the window) of each limit
     that applies: the user name's (when one was typed) and the address's."""
     for by, key, rate in _login_keys(request, username):
-        if rate is None or (by == "user" and not username.strip()):
+        if rate is None or (by == "user" and not login_name_key(username)):
             continue
         count, duration = rate
         yield by, key, count, duration, _recent(_cache().get(key, []), now, duration)

@@ -312,8 +312,12 @@ def job_progress(request: HttpRequest, dataset_id: int, job_id: int) -> HttpResp
 def media_file(request: HttpRequest, path: str) -> HttpResponse:
     """Serve an image from storage to someone who may see its dataset. Paths look like
     datasets/<id>/...; only image types are ever answered, never HTML or scripts."""
+    # NUL (and any control character) names no file: storage backends raise ValueError on it.
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise Http404("No such file.")
     parts = PurePosixPath(path).parts
-    if len(parts) < 3 or parts[0] != "datasets" or not parts[1].isdigit() or ".." in parts:
+    # isascii: "²".isdigit() is True, int("²") raises.
+    if len(parts) < 3 or parts[0] != "datasets" or not (parts[1].isascii() and parts[1].isdigit()) or ".." in parts:
         raise Http404("No such file.")
     suffix = PurePosixPath(path).suffix.lower()
     content_type = IMAGE_CONTENT_TYPES.get(suffix)

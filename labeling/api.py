@@ -168,6 +168,20 @@ class FacePagination(PageNumberPagination):
     invalid_page_message = "Page {page_number} does not exist for this filter: {message}"
 
 
+def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    """The schema of a page of FacePagination (the views paginate by hand, which drf-spectacular
+    cannot see): count, next and previous links, and the page's items."""
+    return inline_serializer(
+        name,
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item,
+        },
+    )
+
+
 def _dataset_dict(dataset, user) -> dict:
     from labeling.keys import class_keys_for
 
@@ -208,7 +222,8 @@ class DatasetDetail(APIView):
 class FaceList(APIView):
     @extend_schema(
         parameters=filters.face_filter_parameters(),
-        responses=GridFaceSerializer(many=True),
+        responses=paginated("PaginatedGridFaceList", GridFaceSerializer(many=True)),
+        operation_id="datasets_faces_list",
         summary="Faces, filtered as in the grid",
     )
     def get(self, request, dataset_id: int):
@@ -387,7 +402,11 @@ class NotAFace(APIView):
 
 
 class ActionList(APIView):
-    @extend_schema(responses=BulkActionSerializer(many=True), summary="History of actions, newest first")
+    @extend_schema(
+        responses=paginated("PaginatedBulkActionList", BulkActionSerializer(many=True)),
+        summary="History of actions, newest first",
+        operation_id="datasets_actions_list",
+    )
     def get(self, request, dataset_id: int):
         dataset = get_dataset_for(request.user, dataset_id)
         paginator = FacePagination()
@@ -501,7 +520,11 @@ class Rules(APIView):
 
 class Exports(APIView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses=inline_serializer(
+            "ExportFile",
+            {"name": serializers.CharField(), "size": serializers.IntegerField(), "url": serializers.CharField()},
+            many=True,
+        ),
         summary="Exports of this dataset (curators)",
         operation_id="datasets_exports_list",
     )

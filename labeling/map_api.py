@@ -13,8 +13,10 @@ map is coloured by labels, predictions and metadata, which embeddings may not im
 
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import quote
 
+from django.db.models.fields.json import KeyTransform
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -114,6 +116,20 @@ def _bands(values: list) -> tuple[list[str], list]:
     return names, keys
 
 
+MAX_METADATA_KEY = 200
+
+
+def metadata_key_valid(key: str) -> str:
+    """A metadata key to colour by, or a 400 that says why not: keys come from labels.csv headers,
+    so any printable text up to MAX_METADATA_KEY characters; control characters (NUL, which
+    PostgreSQL cannot even receive in a query parameter) are refused."""
+    if len(key) > MAX_METADATA_KEY or any(unicodedata.category(c) == "Cc" for c in key):
+        raise ValidationError(
+            {"by": [f"A metadata key is at most {MAX_METADATA_KEY} characters, without control characters."]}
+        )
+    return key
+
+
 class MapColours(APIView):
     @extend_schema(
         parameters=[
@@ -164,8 +180,14 @@ class MapColours(APIView):
                         codes.append(0 if predicted[i][0] == labels[i] else 1)
             return Response({"by": by, "model": version.pk, "categories": categories, "codes": codes})
         if by.startswith("m_") and len(by) > 2:
-            key = by[2:]
-            rows = dict(Face.objects.filter(dataset=dataset, pk__in=ids).values_list("pk", f"image__metadata__{key}"))
+            key = metadata_key_valid(by[2:])
+            # KeyTransform sends the key as a query parameter: any name labels.csv gave a column
+            # works (quotes, spaces, `__`), and none becomes part of the SQL or a lookup path.
+            rows = dict(
+                Face.objects.filter(dataset=dataset, pk__in=ids)
+                .annotate(value=KeyTransform(key, "image__metadata"))
+                .values_list("pk", "value")
+            )
             values = [rows.get(i) for i in ids]
             distinct = {v for v in values if v is not None}
             if not distinct:

@@ -361,6 +361,8 @@ def quality_histograms_svg(*, dataset: Dataset) -> list[tuple[str, str]]:
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
+    from curator.plotting import svg_presentation  # also sets Agg, and plain text
+
     grid = reverse("labeling:grid", kwargs={"dataset_id": dataset.pk})
     out = []
     for h in quality_histogram_counts(dataset=dataset):
@@ -390,7 +392,7 @@ def quality_histograms_svg(*, dataset: Dataset) -> list[tuple[str, str]]:
         # Text as <text>, not glyph outlines: a tenth of the size, and selectable.
         with rc_context({"svg.fonttype": "none"}):
             fig.savefig(buf, format="svg")
-        svg = buf.getvalue()
+        svg = svg_presentation(buf.getvalue())  # the page inlines it under a CSP without inline styles
         # Links open in this tab (matplotlib writes target="_blank").
         out.append((h["title"], svg[svg.index("<svg") :].replace(' target="_blank"', "")))
     cache.set(key, out, 3600)

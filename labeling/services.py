@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import random
 import tempfile
 import zipfile
@@ -33,6 +34,7 @@ from django.db.models.functions import Abs
 from django.utils import timezone
 
 from curator.models import Dataset, Face
+from curator.spreadsheet import csv_row
 from labeling.models import BulkAction, LabelEvent
 from labeling.signals import labels_changed
 
@@ -513,10 +515,7 @@ def _threshold_rule(*, dataset: Dataset, thresholds: dict) -> tuple[QuerySet, di
             continue
         if key not in RULE_FIELDS:
             raise InvalidChange(f"Unknown rule “{key}”: use {', '.join(RULE_FIELDS)}.")
-        try:
-            clean[key] = float(value)
-        except (TypeError, ValueError) as exc:
-            raise InvalidChange(f"The threshold for {key} must be a number, not “{value}”.") from exc
+        clean[key] = _finite_number(value, f"The threshold for {key}")
     if not clean:
         raise InvalidChange("Give at least one threshold.")
     failing = Q()
@@ -744,11 +743,27 @@ def bulk_action_revert_preview(*, action: BulkAction, limit: int = 200) -> dict:
     }
 
 
-def _ratios_validate(ratios) -> tuple[float, float, float]:
+def _finite_number(value, what: str) -> float:
+    """`value` as a float; InvalidChange naming `what` for anything else, NaN and infinities
+    included (float() takes "nan" and "inf", which no threshold, share or ratio can mean)."""
     try:
-        values = tuple(float(r) for r in ratios)
-    except (TypeError, ValueError) as exc:
-        raise InvalidChange("Split ratios must be three numbers (train, validation, test).") from exc
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidChange(f"{what} must be a number, not “{value}”.") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise InvalidChange(f"{what} must be a finite number, not “{value}”.")
+    return number
+
+
+def _ratios_validate(ratios) -> tuple[float, float, float]:
+    if isinstance(ratios, (str, bytes)) or not hasattr(ratios, "__iter__"):
+        raise InvalidChange("Split ratios must be three numbers (train, validation, test).")
+    try:
+        values = tuple(_finite_number(r, "A split ratio") for r in ratios)
+    except InvalidChange as exc:
+        raise InvalidChange(
+            f"Split ratios must be three finite numbers (train, validation, test): {exc.message}"
+        ) from None
     if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
         raise InvalidChange("Split ratios must be three non-negative numbers with a positive sum.")
     total = sum(values)
@@ -925,7 +940,7 @@ def export_create(*, user: AbstractBaseUser | None, dataset: Dataset, include_un
     path = f"datasets/{dataset.pk}/exports/{dataset.pk}-{stamp}.zip"
     manifest = io.StringIO()
     writer = csv.writer(manifest)
-    writer.writerow(columns)
+    writer.writerow(csv_row(columns))  # metadata keys come from labels.csv headers
     with tempfile.TemporaryFile() as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             for face in rows:
@@ -938,22 +953,24 @@ def export_create(*, user: AbstractBaseUser | None, dataset: Dataset, include_un
                     name = ""  # the manifest says the crop is missing rather than failing the export
                 meta = face.image.metadata or {}
                 writer.writerow(
-                    [
-                        face.pk,
-                        name,
-                        face.label,
-                        face.split,
-                        int(face.is_unsure),
-                        face.image.original_name,
-                        face.index,
-                        face.size_px,
-                        face.sharpness,
-                        face.yaw,
-                        face.roll,
-                        face.detector_score,
-                        face.landmark_fit,
-                        *(meta.get(k, "") for k in meta_keys),
-                    ]
+                    csv_row(
+                        [
+                            face.pk,
+                            name,
+                            face.label,
+                            face.split,
+                            int(face.is_unsure),
+                            face.image.original_name,
+                            face.index,
+                            face.size_px,
+                            face.sharpness,
+                            face.yaw,
+                            face.roll,
+                            face.detector_score,
+                            face.landmark_fit,
+                            *(meta.get(k, "") for k in meta_keys),
+                        ]
+                    )
                 )
             archive.writestr("manifest.csv", manifest.getvalue())
         tmp.seek(0)

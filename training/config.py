@@ -2,6 +2,7 @@
 
 Pure Python (no TensorFlow) so the web process can validate a job's form before queueing it."""
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,11 +168,15 @@ def _coerce(key: str, param: Param, value: Any) -> Any:
             raise ValueError(f"must be one of {', '.join(param.choices)}")
         return value
     try:
+        if isinstance(value, bool):  # True is 1 to Python, not to a person filling in a number
+            raise ValueError
         number = param.kind(value)
         if param.kind is int and isinstance(value, float) and value != int(value):
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int(1e400) overflows: JSON reads 1e400 as inf
         raise ValueError(f"must be {'an integer' if param.kind is int else 'a number'}") from None
+    if not math.isfinite(number):  # float("nan") passes every range check, and JSON cannot store it
+        raise ValueError("must be a finite number")
     if (param.low is not None and number < param.low) or (param.high is not None and number > param.high):
         raise ValueError(f"must be between {param.low:g} and {param.high:g}")
     return number

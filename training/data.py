@@ -15,6 +15,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from curator.models import Dataset, Face
+from curator.spreadsheet import csv_cell_read, csv_row
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
@@ -195,14 +196,15 @@ def snapshot_write(*, data: TrainingData, path: str) -> str:
     writer.writerow(["face_id", "crop", "label", "split", "split_assigned_by_job", "slices"])
     for e in data.examples:
         slices = ";".join(f"{k}={v}" for k, v in sorted(e.metadata.items()))
-        writer.writerow([e.face_id, e.crop, e.label, e.split, int(e.split_assigned), slices])
+        # People download it (the version page): no cell may run as a formula in a spreadsheet.
+        writer.writerow(csv_row([e.face_id, e.crop, e.label, e.split, int(e.split_assigned), slices]))
     return default_storage.save(path, ContentFile(buffer.getvalue().encode()))
 
 
 def snapshot_read(path: str) -> list[dict]:
     with default_storage.open(path, "rb") as handle:
         text = handle.read().decode()
-    rows = list(csv.DictReader(io.StringIO(text)))
+    rows = [{k: csv_cell_read(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
     for row in rows:
         row["face_id"] = int(row["face_id"])
     return rows

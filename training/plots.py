@@ -8,12 +8,11 @@ import io
 from collections.abc import Callable
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from curator.plotting import svg_presentation  # also sets Agg, and user strings drawn as plain text
 
 
 def _svg(fig: Figure) -> bytes:
@@ -21,7 +20,8 @@ def _svg(fig: Figure) -> bytes:
     # Text as <text>, not glyph outlines: smaller, selectable, and clickable as a link.
     with rc_context({"svg.fonttype": "none"}):
         fig.savefig(buffer, format="svg", bbox_inches="tight")
-    return buffer.getvalue()
+    # No style="" or <style>: pages inline these SVGs under a CSP without 'unsafe-inline'.
+    return svg_presentation(buffer.getvalue().decode()).encode()
 
 
 def curves_svg(history: list[dict]) -> bytes:

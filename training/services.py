@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
+class DatasetGone(Exception):
+    """The job's dataset was deleted while the job ran: nothing of it may be stored any more (its
+    files were deleted with it, and any written now would never be)."""
+
+
 class JobCancelled(Exception):
     """Raised inside a running job when a curator cancelled it before training began."""
 
@@ -201,9 +206,9 @@ class Heartbeat(threading.Thread):
 
 def _job_start(job_id: int) -> TrainingJob | None:
     with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().get(pk=job_id)
-        if job.status != JobStatus.QUEUED:
-            return None  # cancelled while queued, or delivered twice
+        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status != JobStatus.QUEUED:
+            return None  # deleted with its dataset, cancelled while queued, or delivered twice
         job.status = JobStatus.RUNNING
         job.started_at = job.heartbeat_at = timezone.now()
         job.phase = "checking data"
@@ -236,13 +241,13 @@ def _job_finish(job_id: int, *, status: str, reporter: JobReporter, error: str =
             time.sleep(min(2**attempt, 10))
 
 
-def training_job_run(*, job_id: int) -> TrainingJob:
+def training_job_run(*, job_id: int) -> TrainingJob | None:
     """The whole job, in this process: check the data, (compute descriptors,) train, save the
     artifact and snapshot, register the version, predict every face, evaluate on the test split."""
     training_jobs_check_stale()  # one train worker: any other "running" job with an old heartbeat is orphaned
     job = _job_start(job_id)
     if job is None:
-        return TrainingJob.objects.get(pk=job_id)
+        return TrainingJob.objects.filter(pk=job_id).first()  # None: deleted with its dataset
     reporter = JobReporter(job)
     heartbeat = Heartbeat(job.pk)
     heartbeat.start()
@@ -261,6 +266,10 @@ def training_job_run(*, job_id: int) -> TrainingJob:
         timings["total_s"] = round(time.monotonic() - started, 2)
         reporter.log("Cancelled before training began.")
         _job_finish(job.pk, status=JobStatus.CANCELLED, reporter=reporter, timings=timings)
+    except DatasetGone:
+        # The job's row went with the dataset: nothing to record, nothing was stored.
+        logger.info("training job %s: its dataset was deleted while it ran; nothing stored", job_id)
+        return None
     except TrainingDataError as exc:
         reporter.log(f"Refused: {exc}")
         _job_finish(job.pk, status=JobStatus.FAILED, reporter=reporter, error=str(exc), timings=timings)
@@ -274,7 +283,7 @@ def training_job_run(*, job_id: int) -> TrainingJob:
     finally:
         heartbeat.stop.set()
         heartbeat.join(timeout=5)
-    return TrainingJob.objects.get(pk=job_id)
+    return TrainingJob.objects.filter(pk=job_id).first()
 
 
 def _run(job: TrainingJob, reporter: JobReporter, timings: dict) -> ModelVersion | None:
@@ -565,7 +574,12 @@ def model_version_register(*, job: TrainingJob, data: TrainingData, fit, config:
     """Save the artifact and the frozen snapshot under datasets/<id>/models/ and create the version."""
     dataset = job.dataset
     with transaction.atomic():
-        Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+        # The dataset's row, locked until the version is committed: a deletion that came first has
+        # taken its files already (store nothing: DatasetGone); one that comes now waits for this
+        # commit, then deletes this version and its files with the rest (curator's dataset_delete
+        # locks the row before it collects what to delete).
+        if Dataset.objects.select_for_update().filter(pk=dataset.pk).first() is None:
+            raise DatasetGone(f"dataset {dataset.pk} was deleted")
         number = (ModelVersion.objects.filter(dataset=dataset).aggregate(n=Max("number"))["n"] or 0) + 1
         base = f"datasets/{dataset.pk}/models/v{number}-{job.architecture}-job{job.pk}"
         artifact = ""

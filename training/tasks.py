@@ -11,7 +11,8 @@ from celery import shared_task
 def train_model(job_id: int) -> str:
     from training.services import training_job_run
 
-    return training_job_run(job_id=job_id).status
+    job = training_job_run(job_id=job_id)
+    return job.status if job is not None else "deleted"  # with its dataset, while queued or running
 
 
 @shared_task(name="training.tasks.predict_version", acks_late=True)

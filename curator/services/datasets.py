@@ -28,6 +28,12 @@ def dataset_delete(*, dataset: Dataset) -> None:
     """Delete the dataset's rows, then its files (originals, crops, models, exports)."""
     prefix = f"datasets/{dataset.pk}"
     with transaction.atomic():
+        # Lock the row first: a job storing a model version holds this lock while it writes its
+        # files and rows (training.services.model_version_register), so the deletion below sees
+        # that version and the walk after it finds its files; a job that asks after this commit
+        # finds the dataset gone and stores nothing. Files that still arrive (a worker that never
+        # checks) are removed by the periodic sweep (curator.services.storage_cleanup).
+        Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
         dataset.delete()
     _delete_storage_tree(prefix)
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 import zipfile
 from collections import Counter
@@ -163,22 +164,59 @@ def staged_candidates(batch: ImportBatch, stack: ExitStack) -> list[Candidate]:
     return out
 
 
+_NOT_REGULAR = [
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+]
+
+
+def _not_regular_reason(mode: int) -> str:
+    """Why a folder entry is not imported when it is not a plain file ("" when it is one). Reading
+    a FIFO blocks until something writes to it, and a device may never end: either hung the import
+    worker, so only regular files are ever opened."""
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISLNK(mode):
+        return "symbolic link; not followed"
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file; skipped"
+
+
+def _regular_file_read(path: Path) -> bytes:
+    """The file's bytes, refusing anything that became a link or a non-regular file since it was
+    listed (opened without following links and without blocking, then checked on the open file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        reason = _not_regular_reason(os.fstat(fd).st_mode)
+        if reason:
+            raise OSError(reason)
+        return handle.read()
+
+
 def folder_candidates(root: Path) -> Iterator[Candidate]:
     for folder, dirs, names in os.walk(root, followlinks=False):
         dirs.sort()
         for filename in sorted(names):
             path = Path(folder) / filename
             relative = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                yield Candidate(relative, lambda: b"", 0, "symbolic link; not followed")
+            try:
+                info = path.lstat()
+            except OSError as exc:  # gone since it was listed
+                yield Candidate(relative, lambda: b"", 0, f"could not be read ({exc.strerror})")
                 continue
-            size = path.stat().st_size
+            reason = _not_regular_reason(info.st_mode)
+            if reason:
+                yield Candidate(relative, lambda: b"", 0, reason)
+                continue
+            size = info.st_size
             problem = (
                 "a zip inside the folder is not unpacked; import it as an upload" if _is_zip_name(filename) else ""
             )
             if size > settings.CURATOR_MAX_UPLOAD_BYTES:
                 problem = f"{size:,} bytes, more than CURATOR_MAX_UPLOAD_BYTES"
-            yield Candidate(relative, path.read_bytes, size, problem)
+            yield Candidate(relative, lambda path=path: _regular_file_read(path), size, problem)
 
 
 def resolve_import_folder(path: str) -> Path:

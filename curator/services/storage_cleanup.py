@@ -6,6 +6,12 @@ may be S3, so files are found through the storage API (listdir), never by walkin
 A file is deleted only when it is older than the grace period (a chunk in flight stores its crops
 before the transaction that refers to them commits) and no Face row names it; both are checked
 again right before the delete. Celery beat runs this (curator.tasks.storage_cleanup_orphan_crops).
+
+The same sweep removes every file under `datasets/<id>/` whose dataset no longer exists (older
+than the same grace period): dataset_delete deletes a dataset's files after its rows, and a worker
+still busy with that dataset (an alignment chunk, a training job) may store a file after the walk.
+Training checks under the dataset's row lock before it stores (training.services), so this is the
+net for whatever does not.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from curator.models import Face
+from curator.models import Dataset, Face
 from curator.storage import storage_walk
 
 logger = logging.getLogger(__name__)
@@ -36,6 +42,7 @@ class CleanupReport:
     referenced: int = 0
     deleted: int = 0
     failed: int = 0  # could not be deleted (logged); tried again next time
+    gone_dataset_files: int = 0  # files under datasets/<id>/ of a deleted dataset, deleted (or counted)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -48,11 +55,40 @@ def _listdir(path: str) -> tuple[list[str], list[str]]:
         return [], []
 
 
-def _crop_files() -> Iterator[str]:
-    """Every file under datasets/*/faces/ (any depth), as storage names."""
+def _dataset_dirs() -> tuple[list[str], list[str]]:
+    """The folders under datasets/: those of existing datasets, and those of deleted ones."""
     dataset_dirs, _ = _listdir(DATASETS_PREFIX)
-    for dataset_dir in sorted(dataset_dirs):
+    ids = {d: int(d) for d in dataset_dirs if d.isascii() and d.isdigit()}
+    existing = set(Dataset.objects.filter(pk__in=ids.values()).values_list("pk", flat=True))
+    return (
+        sorted(d for d in dataset_dirs if ids.get(d) in existing),
+        sorted(d for d in ids if ids[d] not in existing),
+    )
+
+
+def _crop_files(dataset_dirs: list[str]) -> Iterator[str]:
+    """Every file under datasets/<dir>/faces/ (any depth), as storage names."""
+    for dataset_dir in dataset_dirs:
         yield from storage_walk(f"{DATASETS_PREFIX}/{dataset_dir}/faces")
+
+
+def _gone_dataset_files_delete(dataset_dirs: list[str], cutoff: datetime, report: CleanupReport, dry_run: bool):
+    for dataset_dir in dataset_dirs:
+        for name in storage_walk(f"{DATASETS_PREFIX}/{dataset_dir}"):
+            modified = _modified(name)
+            if modified is None:
+                continue
+            if modified >= cutoff:
+                report.too_new += 1
+                continue
+            if not dry_run:
+                try:
+                    default_storage.delete(name)
+                except Exception:
+                    report.failed += 1
+                    logger.warning("could not delete %s of a deleted dataset", name, exc_info=True)
+                    continue
+            report.gone_dataset_files += 1
 
 
 def _modified(name: str) -> datetime | None:
@@ -93,8 +129,10 @@ def orphan_crops_delete(*, grace_seconds: int | None = None, dry_run: bool = Fal
     grace = settings.CURATOR_ORPHAN_CROP_GRACE_SECONDS if grace_seconds is None else grace_seconds
     cutoff = timezone.now() - timedelta(seconds=grace)
     report = CleanupReport()
+    existing_dirs, gone_dirs = _dataset_dirs()
+    _gone_dataset_files_delete(gone_dirs, cutoff, report, dry_run)
     batch: list[str] = []
-    for name in _crop_files():
+    for name in _crop_files(existing_dirs):
         report.scanned += 1
         modified = _modified(name)
         if modified is None:
@@ -109,7 +147,8 @@ def orphan_crops_delete(*, grace_seconds: int | None = None, dry_run: bool = Fal
     if batch:
         _process(batch, cutoff, report, dry_run)
     logger.info(
-        "orphaned crops%s: %d files scanned, %d referenced, %d newer than %d s, %d deleted, %d failed",
+        "orphaned crops%s: %d files scanned, %d referenced, %d newer than %d s, %d deleted, %d failed; "
+        "%d files of deleted datasets deleted",
         " (dry run)" if dry_run else "",
         report.scanned,
         report.referenced,
@@ -117,5 +156,6 @@ def orphan_crops_delete(*, grace_seconds: int | None = None, dry_run: bool = Fal
         grace,
         report.deleted,
         report.failed,
+        report.gone_dataset_files,
     )
     return report

@@ -62,13 +62,15 @@
     data.faces.forEach(function (face) {
       const tr = document.createElement("tr");
       const probs = Object.entries(face.probabilities).map(function (e) {
-        return '<div><span class="probbar" style="width:' + Math.round(60 * e[1]) + 'px"></span>' +
+        // The bar's width is set below through element.style (the CSP refuses style="" in markup).
+        return '<div><span class="probbar" data-px="' + Math.round(60 * e[1]) + '"></span>' +
           escapeHtml(e[0]) + " " + pct(e[1]) + "</div>";
       }).join("");
       const b = face.box;
       tr.innerHTML = "<td>" + face.index + '</td><td><span class="badge c' + classIndex(face.label) + '">' +
         escapeHtml(face.label) + "</span></td><td>" + pct(face.confidence) + "</td><td>" + probs + "</td><td>" +
         b.left + ", " + b.top + " – " + b.right + ", " + b.bottom + "</td>";
+      tr.querySelectorAll(".probbar[data-px]").forEach(function (bar) { bar.style.width = bar.dataset.px + "px"; });
       tbody.appendChild(tr);
     });
     if (!data.faces.length) {

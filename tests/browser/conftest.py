@@ -22,15 +22,30 @@ def browser():
         chromium.close()
 
 
+def watch_csp(context, refused: list[str]) -> None:
+    """Collect every Content-Security-Policy refusal in this browser context's pages into
+    `refused` (Chromium logs each as a console error: "Refused to execute inline script because
+    it violates the following Content Security Policy directive ...")."""
+
+    def on_console(msg):
+        if "Content Security Policy" in msg.text:
+            refused.append(f"{msg.location.get('url', '')}: {msg.text}")
+
+    context.on("page", lambda page: page.on("console", on_console))
+
+
 def logged_in_pages(browser, live_server, viewport: dict):
     """open(user) -> a Playwright page logged in as that user, each in its own browser context
-    of this window size; yields the opener and closes the contexts afterwards."""
+    of this window size; yields the opener and closes the contexts afterwards. Every page runs
+    under the site's Content-Security-Policy, and a test fails when the browser refused anything."""
     contexts = []
+    refused: list[str] = []
 
     def open_page(user):
         context = browser.new_context(base_url=live_server.url, viewport=viewport)
         context.set_default_timeout(15_000)
         contexts.append(context)
+        watch_csp(context, refused)
         page = context.new_page()
         page.goto("/accounts/login/")
         page.fill("#id_username", user.username)
@@ -42,6 +57,7 @@ def logged_in_pages(browser, live_server, viewport: dict):
     yield open_page
     for context in contexts:
         context.close()
+    assert refused == [], f"the Content-Security-Policy refused: {refused}"
 
 
 @pytest.fixture

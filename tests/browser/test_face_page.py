@@ -39,7 +39,7 @@ def test_face_page_from_the_grid_zoom_siblings_history_predictions_prev_next_rel
     assert photo.get_attribute("data-zoom") == "2.00"
     page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
     page.mouse.wheel(0, -100)
-    page.wait_for_function("Number(document.getElementById('photo').dataset.zoom) > 2.4")
+    page.wait_for_function("() => Number(document.getElementById('photo').dataset.zoom) > 2.4")
     page.click("#zoom-reset")
     assert photo.get_attribute("viewBox") == "0 0 200 200"
 

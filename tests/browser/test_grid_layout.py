@@ -106,7 +106,7 @@ def test_not_a_face_from_the_grid_by_key_and_from_the_detail_panel(laptop_page, 
     page.goto(f"/labeling/{dataset.pk}/")
     page.wait_for_selector(".tile.focused")
     page.keyboard.press("n")
-    page.wait_for_function("document.getElementById('status').textContent.includes('Not a face: 1 face')")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('Not a face: 1 face')")
     first = Face.objects.get(pk=faces[0].pk)
     assert (first.is_excluded, first.exclusion_reason, first.label) == (True, "not a face", "male")
     assert "excluded" in page.get_attribute(f".tile[data-id='{faces[0].pk}']", "class")
@@ -118,5 +118,5 @@ def test_not_a_face_from_the_grid_by_key_and_from_the_detail_panel(laptop_page, 
     assert BulkAction.objects.filter(kind="not_a_face", user=bob).count() == 2
     # `z` takes the last one back.
     page.keyboard.press("z")
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Undid')")
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Undid')")
     assert not Face.objects.get(pk=faces[1].pk).is_excluded

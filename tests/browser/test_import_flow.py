@@ -31,15 +31,15 @@ def test_create_dataset_upload_zip_watch_progress_see_faces(new_page, alice, fix
     # alignment job appears and counts up to the end.
     page.wait_for_url("**/imports/*/")
     page.evaluate("window.notReloaded = true")
-    page.wait_for_function("document.querySelector('#imported').textContent.trim() === '6'", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#imported').textContent.trim() === '6'", timeout=60_000)
     page.wait_for_selector("#issues")
     assert "HTML/XML text, not an image" in page.inner_text("#issues")
     page.wait_for_function(
-        "document.querySelector('.batch-job .job-count')?.textContent.trim() === '6/6'", timeout=90_000
+        "() => document.querySelector('.batch-job .job-count')?.textContent.trim() === '6/6'", timeout=90_000
     )
     assert page.evaluate("window.notReloaded") is True
     page.click("a:has-text('job')")
-    page.wait_for_function("document.querySelector('#job-status').textContent.trim() === 'Done'", timeout=90_000)
+    page.wait_for_function("() => document.querySelector('#job-status').textContent.trim() === 'Done'", timeout=90_000)
     assert page.inner_text("#job-done") == "6 / 6"
     assert int(page.inner_text("#job-faces")) >= 6
 

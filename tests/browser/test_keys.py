@@ -97,13 +97,13 @@ def test_least_sure_queue_shows_the_suggestion_and_accepts_it_with_a_or_a_click(
     close_keymap(page)
 
     page.keyboard.press("a")
-    page.wait_for_function("document.getElementById('status').textContent.includes('1 face changed')")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('1 face changed')")
     assert Face.objects.get(pk=queue[0]).label == first.predicted_label
     assert tile.locator(".badge").inner_text() == first.predicted_label
     page.wait_for_selector(f".tile[data-id='{queue[1]}'].focused")  # moved on
 
     page.click(f".tile[data-id='{queue[2]}'] [data-accept]")
-    page.wait_for_function(f"document.querySelector(\".tile[data-id='{queue[2]}']\").dataset.label !== ''")
+    page.wait_for_function(f"() => document.querySelector(\".tile[data-id='{queue[2]}']\").dataset.label !== ''")
     third = Prediction.objects.get(face_id=queue[2], model_version=version)
     assert Face.objects.get(pk=queue[2]).label == third.predicted_label
     assert Face.objects.get(pk=queue[1]).label == ""  # untouched

@@ -5,36 +5,35 @@ gets when someone else changed the face first."""
 import re
 
 import pytest
+from django.contrib.auth.models import User
 
 from curator.models import Face
 from labeling import services
 from labeling.models import BulkAction
-from tests.conftest import PASSWORD
+from tests.browser.conftest import logged_in_pages
 from tests.labeling.factories import make_faces
 
 pytestmark = pytest.mark.browser
 
 
-def logged_in_page(browser, live_server, username: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r"^(?!.*accounts/login).*$"))
-    return page
+@pytest.fixture
+def logged_in(browser, live_server):
+    """logged_in(username) -> a Playwright page of that user, in its own browser context, under
+    the site's Content-Security-Policy (the test fails when the browser refused anything)."""
+    opener = logged_in_pages(browser, live_server, {"width": 1400, "height": 1000})
+    open_page = next(opener)
+    yield lambda username: open_page(User.objects.get(username=username))
+    next(opener, None)
 
 
 def wait_idle(page):
     """Until no tile is waiting for the server."""
-    page.wait_for_function("document.querySelectorAll('.tile.saving').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('.tile.saving').length === 0")
 
 
-def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server, browser, bob, dataset):
+def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server, browser, logged_in, bob, dataset):
     faces = make_faces(dataset, 14)
-    page = logged_in_page(browser, live_server, "bob")
+    page = logged_in("bob")
     page.goto(f"{live_server.url}/labeling/{dataset.pk}/?label=unlabelled")
     page.wait_for_selector(".tile.focused")
     assert page.locator(".tile").count() == 14
@@ -42,7 +41,7 @@ def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server,
     for key in keys:
         page.keyboard.press(key)
     wait_idle(page)
-    page.wait_for_function("document.getElementById('status').textContent.includes('1 face changed')")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('1 face changed')")
     labels = [Face.objects.get(pk=f.pk).label for f in faces[:10]]
     assert labels == ["female" if k == "f" else "male" for k in keys]
     assert not Face.objects.filter(pk__in=[f.pk for f in faces[10:]]).exclude(label="").exists()
@@ -52,14 +51,16 @@ def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server,
     assert page.locator(f'.tile[data-id="{faces[3].pk}"] .badge').inner_text() == "male"
 
     page.keyboard.press("z")
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Undid')")
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Undid')")
     assert Face.objects.get(pk=faces[9].pk).label == ""
     assert page.locator(f'.tile[data-id="{faces[9].pk}"] .badge').inner_text() == "unlabelled"
     assert Face.objects.exclude(label="").count() == 9
     # u and x work on the focused face (undo put the focus back on face 10).
     page.keyboard.press("u")
     wait_idle(page)
-    page.wait_for_function(f"document.querySelector('.tile[data-id=\"{faces[9].pk}\"]').classList.contains('unsure')")
+    page.wait_for_function(
+        f"() => document.querySelector('.tile[data-id=\"{faces[9].pk}\"]').classList.contains('unsure')"
+    )
     assert Face.objects.get(pk=faces[9].pk).is_unsure
     # The detail panel follows the focus and shows that face's history.
     page.wait_for_selector(f'.face-detail[data-face="{faces[10].pk}"]')
@@ -69,11 +70,11 @@ def test_label_ten_faces_by_keyboard_and_undo_one(transactional_db, live_server,
 
 
 def test_bulk_relabel_a_filtered_selection_then_revert_it_with_a_conflict(
-    transactional_db, live_server, browser, alice, bob, dataset
+    transactional_db, live_server, browser, logged_in, alice, bob, dataset
 ):
     faces = make_faces(dataset, 30, labels=["female", "male", "male"])
     males = [f.pk for f in faces if f.label == "male"]
-    page = logged_in_page(browser, live_server, "alice")
+    page = logged_in("alice")
     page.on("dialog", lambda dialog: dialog.accept())
     # The bulk panel is folded away until asked for (`panels=open` in the URL, or the toggle).
     page.goto(f"{live_server.url}/labeling/{dataset.pk}/?label=male&panels=open")
@@ -102,32 +103,34 @@ def test_bulk_relabel_a_filtered_selection_then_revert_it_with_a_conflict(
     assert "reverted by" in page.locator(f"#action-{action.pk}").inner_text()
 
 
-def test_shift_click_range_and_bulk_exclude(transactional_db, live_server, browser, bob, dataset):
+def test_shift_click_range_and_bulk_exclude(transactional_db, live_server, browser, logged_in, bob, dataset):
     faces = make_faces(dataset, 12, labels=["female"])
-    page = logged_in_page(browser, live_server, "bob")
+    page = logged_in("bob")
     page.goto(f"{live_server.url}/labeling/{dataset.pk}/")
     page.wait_for_selector(".tile.focused")
     page.click(f'.tile[data-id="{faces[2].pk}"]', modifiers=["Control"])
     page.click(f'.tile[data-id="{faces[6].pk}"]', modifiers=["Shift"])
     assert page.locator("#selcount").inner_text() == "5 selected"
     page.click("button[data-bulk=exclude]")
-    page.wait_for_function("document.getElementById('selcount').textContent === '0 selected'")
+    page.wait_for_function("() => document.getElementById('selcount').textContent === '0 selected'")
     assert list(Face.objects.filter(is_excluded=True).order_by("id").values_list("id", flat=True)) == [
         f.pk for f in faces[2:7]
     ]
     assert page.locator(".tile.excluded").count() == 5
 
 
-def test_second_session_sees_the_conflict_message(transactional_db, live_server, browser, alice, bob, dataset):
+def test_second_session_sees_the_conflict_message(
+    transactional_db, live_server, browser, logged_in, alice, bob, dataset
+):
     faces = make_faces(dataset, 5)
-    alices = logged_in_page(browser, live_server, "alice")
-    bobs = logged_in_page(browser, live_server, "bob")
+    alices = logged_in("alice")
+    bobs = logged_in("bob")
     for page in (alices, bobs):
         page.goto(f"{live_server.url}/labeling/{dataset.pk}/")
         page.wait_for_selector(".tile.focused")
     bobs.keyboard.press("m")
     wait_idle(bobs)
-    bobs.wait_for_function("document.getElementById('status').textContent.includes('1 face changed')")
+    bobs.wait_for_function("() => document.getElementById('status').textContent.includes('1 face changed')")
     assert Face.objects.get(pk=faces[0].pk).label == "male"
 
     alices.keyboard.press("f")  # alice still sees face 1 as unlabelled, version 1
@@ -143,13 +146,15 @@ def test_second_session_sees_the_conflict_message(transactional_db, live_server,
     alices.click(f'.tile[data-id="{faces[0].pk}"]')
     alices.keyboard.press("f")
     wait_idle(alices)
-    alices.wait_for_function("document.getElementById('status').textContent.includes('1 face changed')")
+    alices.wait_for_function("() => document.getElementById('status').textContent.includes('1 face changed')")
     assert Face.objects.get(pk=faces[0].pk).label == "female"
 
 
-def test_enter_goes_to_the_next_page_keeping_the_filter(transactional_db, live_server, browser, bob, dataset):
+def test_enter_goes_to_the_next_page_keeping_the_filter(
+    transactional_db, live_server, browser, logged_in, bob, dataset
+):
     make_faces(dataset, 70, labels=["male"])
-    page = logged_in_page(browser, live_server, "bob")
+    page = logged_in("bob")
     page.goto(f"{live_server.url}/labeling/{dataset.pk}/?label=male&per_page=60")
     page.wait_for_selector(".tile.focused")
     page.keyboard.press("Enter")

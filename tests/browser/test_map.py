@@ -34,7 +34,7 @@ def test_open_the_map_select_a_cluster_and_land_in_the_grid_with_those_faces(tra
     page.goto(f"/datasets/{dataset.pk}/")
     page.click("#open-map")
     page.wait_for_url(re.compile(rf"/labeling/{dataset.pk}/map/$"))
-    page.wait_for_function("window.embeddingMap && window.embeddingMap.ready()")
+    page.wait_for_function("() => window.embeddingMap && window.embeddingMap.ready()")
     assert "30 faces" in page.locator("#map-status-text").inner_text()
     assert "female" in page.locator("#map-legend").inner_text()
     canvas = page.locator("#map-canvas").bounding_box()
@@ -52,7 +52,7 @@ def test_open_the_map_select_a_cluster_and_land_in_the_grid_with_those_faces(tra
 
     # Colour by split: the legend follows.
     page.select_option("#map-colour", "split")
-    page.wait_for_function("document.querySelector('#map-legend').innerText.includes('train')")
+    page.wait_for_function("() => document.querySelector('#map-legend').innerText.includes('train')")
 
     # Box-select the cluster of face 0 (faces 0, 3, 6, ...), with a margin around it.
     cluster = [f.pk for i, f in enumerate(faces) if i % 3 == 0]
@@ -93,7 +93,7 @@ def test_the_page_says_when_no_descriptors_exist_yet(transactional_db, new_page,
     page = new_page(bob)
     page.goto(f"/labeling/{dataset.pk}/map/")
     page.wait_for_function(
-        "document.querySelector('#map-status-text').innerText.includes('No face has a descriptor yet')"
+        "() => document.querySelector('#map-status-text').innerText.includes('No face has a descriptor yet')"
     )
     assert "0 of 3" in page.locator("#map-status-text").inner_text()
 
@@ -104,11 +104,13 @@ def test_the_page_shows_the_computation_then_the_map(transactional_db, new_page,
     page = new_page(bob)
     page.goto(f"/labeling/{dataset.pk}/map/")
     # The page asked for the map; no worker runs here, so it waits for one.
-    page.wait_for_function("document.querySelector('#map-status-text').innerText.includes('Waiting for a worker')")
+    page.wait_for_function(
+        "() => document.querySelector('#map-status-text').innerText.includes('Waiting for a worker')"
+    )
     assert page.locator("#map-progress").is_visible()
     row = DatasetMap.objects.get(dataset=dataset)
     assert row.status == DatasetMap.QUEUED
     maps.map_compute(map_id=row.pk)  # what the embed worker would do
-    page.wait_for_function("window.embeddingMap.ready()", timeout=30_000)
+    page.wait_for_function("() => window.embeddingMap.ready()", timeout=30_000)
     assert "9 faces" in page.locator("#map-status-text").inner_text()
     assert page.locator("#map-progress").is_hidden()

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from tests.browser.conftest import watch_csp
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS, face_clip, fake_camera_args
 from tests.conftest import PASSWORD
 from tests.training.predict_support import embedding_version, labelled_faces
@@ -21,6 +22,8 @@ def test_live_mode_draws_boxes_on_camera_frames(browser, live_server, dataset, a
     camera_browser = browser.browser_type.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera)
     try:
         context = camera_browser.new_context(base_url=live_server.url, permissions=["camera"])
+        refused: list[str] = []
+        watch_csp(context, refused)
         context.set_default_timeout(30_000)
         page = context.new_page()
         page.goto("/accounts/login/")
@@ -30,7 +33,7 @@ def test_live_mode_draws_boxes_on_camera_frames(browser, live_server, dataset, a
         page.wait_for_url(lambda url: "/accounts/login/" not in url)
         page.goto("/predict/")
         page.click("#camera-start")
-        page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+        page.wait_for_function("() => document.getElementById('camera-video').videoWidth > 0")
         page.check("#camera-live")
         page.locator("#live-overlay .pbox").first.wait_for(state="visible", timeout=60_000)
         page.wait_for_timeout(3000)
@@ -44,5 +47,6 @@ def test_live_mode_draws_boxes_on_camera_frames(browser, live_server, dataset, a
         page.click("#camera-snap")
         page.locator(".result .pbox").first.wait_for(state="visible", timeout=30_000)
         assert "camera-" in page.inner_text(".result .name")
+        assert refused == [], f"the Content-Security-Policy refused: {refused}"
     finally:
         camera_browser.close()

@@ -67,5 +67,5 @@ def test_a_file_that_is_not_an_image_shows_the_servers_reason(new_page, dataset,
     page.set_input_files("#file-input", str(fake))
     error = page.locator(".result .result-error")
     error.wait_for(state="visible")
-    page.wait_for_function("document.querySelector('.result .result-error').textContent.length > 0")
+    page.wait_for_function("() => document.querySelector('.result .result-error').textContent.length > 0")
     assert "plain text" in error.inner_text()

@@ -48,7 +48,7 @@ def test_review_a_queue_by_keyboard(new_page, dataset, alice):
 
     page.keyboard.press("z")  # takes back the "unsure"
     page.wait_for_function(
-        f"!document.querySelector(\".review-tile[data-id='{queue[3]}']\").classList.contains('decided')"
+        f"() => !document.querySelector(\".review-tile[data-id='{queue[3]}']\").classList.contains('decided')"
     )
     assert page.inner_text("#p-reviewed") == "3"
 

@@ -38,7 +38,7 @@ def test_accept_a_suggestion_by_keyboard(new_page, dataset, bob):
     page.keyboard.press("a")
     page.wait_for_selector(f".suggestion-tile[data-id='{queue[0]}']", state="detached")
     page.wait_for_selector(f".suggestion-tile[data-id='{queue[1]}'].focused")
-    page.wait_for_function("document.getElementById('p-remaining').textContent === '5'")
+    page.wait_for_function("() => document.getElementById('p-remaining').textContent === '5'")
     assert page.inner_text("#p-accepted") == "1"
     assert "accepted v1's suggestion" in page.inner_text("#status")
     face = Face.objects.get(pk=queue[0])
@@ -54,7 +54,7 @@ def test_accept_a_suggestion_by_keyboard(new_page, dataset, bob):
     page.keyboard.press("z")
     page.wait_for_selector(f".suggestion-tile[data-id='{queue[1]}'].focused")
     assert [int(t) for t in tiles.evaluate_all("ts => ts.map(t => t.dataset.id)")] == queue[1:]
-    page.wait_for_function("document.getElementById('p-remaining').textContent === '5'")
+    page.wait_for_function("() => document.getElementById('p-remaining').textContent === '5'")
     assert Face.objects.get(pk=queue[1]).label == ""
 
     # After a reload the accepted face is gone for good.

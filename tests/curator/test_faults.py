@@ -250,6 +250,29 @@ def cluster(on_private_services, start_worker, private_redis, media_root, tmp_pa
     beat.stop()
 
 
+def broker_lost_then_back(worker, redis_server) -> None:
+    """Kill Redis, wait until the worker's consumer has noticed (its log says the connection to the
+    broker was lost), start Redis again and wait until the worker says it is connected again:
+    events, never a fixed pause, so the test holds on a loaded machine as on a quiet one."""
+    connected = worker.output().count("Connected to redis://")
+    redis_server.kill()
+    poll(
+        lambda: worker.output().count("Connection to broker lost"),
+        lambda n: n >= 1,
+        timeout=120,
+        what="the worker noticing that Redis is gone",
+        log=worker.output,
+    )
+    redis_server.start()
+    poll(
+        lambda: worker.output().count("Connected to redis://"),
+        lambda n: n > connected,
+        timeout=180,
+        what="the worker connecting to Redis again",
+        log=worker.output,
+    )
+
+
 def poll(read, condition, *, timeout: float, what: str, log=lambda: ""):
     """read() until condition(value); survives this process's own connection being cut."""
     deadline = time.monotonic() + timeout
@@ -364,11 +387,9 @@ def test_redis_killed_mid_alignment_job_every_image_is_accounted_for(cluster, pr
         what="progress",
         log=worker.output,
     )
-    private_redis.kill()  # every queued chunk is gone with it
     job.refresh_from_db()
     assert job.status == "running" and job.done < job.total
-    time.sleep(3)
-    private_redis.start()
+    broker_lost_then_back(worker, private_redis)  # every queued chunk is gone with it
 
     # Nothing re-sends the lost chunks but the stale-job sweep (beat), once the job went quiet.
     job = poll(
@@ -447,9 +468,7 @@ def test_redis_killed_mid_training_job_it_finishes(cluster, private_redis):
 
     job = train(dataset, alice)
     poll(lambda: job_state(job.pk)["status"], lambda s: s == "running", timeout=120, what="start", log=worker.output)
-    private_redis.kill()
-    time.sleep(3)
-    private_redis.start()
+    broker_lost_then_back(worker, private_redis)
 
     state = poll(
         lambda: job_state(job.pk), lambda s: s["status"] != "running", timeout=240, what="training", log=worker.output

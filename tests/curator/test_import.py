@@ -3,6 +3,8 @@ labels.csv; every kind of bad file reported per file while the rest of the batch
 
 import gzip
 import io
+import os
+import socket
 import time
 import zipfile
 from pathlib import Path
@@ -355,6 +357,32 @@ def test_traversal_out_of_a_root_is_refused(dataset, tmp_path, settings):
     (tmp_path / "allowed").mkdir()
     with pytest.raises(imports.ImportRefused):
         imports.resolve_import_folder(str(tmp_path / "allowed" / ".." / ".."))
+
+
+@pytest.mark.timeout(60)  # before the fix, reading the FIFO blocked the import for ever
+def test_fifos_sockets_and_links_in_a_server_folder_are_skipped_with_a_reason(dataset, copy_fixture_tree, settings):
+    root = copy_fixture_tree({"female/a.jpg": f"lfw/female/{LFW_FEMALE}"})
+    os.mkfifo(root / "female" / "pipe.jpg")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "female" / "sock.jpg"))
+        (root / "female" / "link.jpg").symlink_to(root / "female" / "a.jpg")
+        settings.CURATOR_IMPORT_ROOTS = [root.parent.resolve()]
+        batch = imports.import_folder_start(dataset=dataset, path=str(root), user=None)
+        imports.import_batch_run_folder(batch_id=batch.pk, folder=str(root))
+
+    batch.refresh_from_db()
+    assert (batch.status, batch.imported_count) == ("done", 1)
+    issues = issues_of(batch)
+    assert issues["female/pipe.jpg"][1] == "a named pipe (FIFO), not a regular file; skipped"
+    assert issues["female/sock.jpg"][1] == "a socket, not a regular file; skipped"
+    assert issues["female/link.jpg"][1] == "symbolic link; not followed"
+
+
+@pytest.mark.timeout(30)
+def test_a_file_that_became_a_fifo_after_the_listing_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(OSError, match="named pipe"):
+        imports._regular_file_read(tmp_path / "pipe.jpg")
 
 
 def test_import_images_command(dataset, copy_fixture_tree, capsys):

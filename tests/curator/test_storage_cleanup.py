@@ -42,7 +42,14 @@ def test_only_old_unreferenced_crops_are_deleted(dataset, media_root):
 
     report = orphan_crops_delete(grace_seconds=HOUR)
 
-    assert report.as_dict() == {"scanned": 5, "too_new": 1, "referenced": 1, "deleted": 3, "failed": 0}
+    assert report.as_dict() == {
+        "scanned": 4,
+        "too_new": 1,
+        "referenced": 1,
+        "deleted": 2,
+        "failed": 0,
+        "gone_dataset_files": 1,  # datasets/999999 has no dataset
+    }
     for name in (killed_chunk, older_run, other_dataset):
         assert not default_storage.exists(name), name
     for name in (kept, in_flight, original, model):
@@ -59,7 +66,7 @@ def test_dry_run_counts_without_deleting(dataset, media_root):
 
 
 def test_an_empty_store_is_fine(db, media_root):
-    assert orphan_crops_delete().as_dict() == {"scanned": 0, "too_new": 0, "referenced": 0, "deleted": 0, "failed": 0}
+    assert not any(orphan_crops_delete().as_dict().values())
 
 
 def test_the_task_uses_the_configured_grace_and_beat_schedules_it(dataset, media_root, settings):
@@ -99,3 +106,27 @@ def test_the_command_shows_then_deletes(dataset, media_root):
     call_command("cleanup_orphan_crops", "--grace-seconds", str(HOUR), stdout=out)
     assert "deleted 1." in out.getvalue()
     assert not default_storage.exists(orphan)
+
+
+def test_every_old_file_of_a_deleted_dataset_goes_young_ones_wait(dataset, media_root):
+    """What a worker stored after dataset_delete walked the dataset's files (a training job's model
+    and snapshot, a chunk's crops): no row can refer to them, so all go once past the grace period."""
+    gone = dataset.pk + 1000
+    late = [
+        store(f"datasets/{gone}/models/v1-embedding-job3.keras", age_s=2 * HOUR, media_root=media_root),
+        store(f"datasets/{gone}/models/v1-embedding-job3-snapshot.csv", age_s=2 * HOUR, media_root=media_root),
+        store(f"datasets/{gone}/faces/001/1-j1-0.jpg", age_s=2 * HOUR, media_root=media_root),
+        store(f"datasets/{gone}/originals/ab/cd.jpg", age_s=2 * HOUR, media_root=media_root),
+    ]
+    young = store(f"datasets/{gone}/models/v2.keras", age_s=60, media_root=media_root)
+    ours = store(f"datasets/{dataset.pk}/models/v1.keras", age_s=5 * HOUR, media_root=media_root)
+    not_a_dataset = store("datasets/readme/x.jpg", age_s=5 * HOUR, media_root=media_root)
+
+    assert orphan_crops_delete(grace_seconds=HOUR, dry_run=True).gone_dataset_files == 4
+    assert all(default_storage.exists(name) for name in late)
+    report = orphan_crops_delete(grace_seconds=HOUR)
+
+    assert report.gone_dataset_files == 4 and report.too_new == 1
+    assert not any(default_storage.exists(name) for name in late)
+    for name in (young, ours, not_a_dataset):
+        assert default_storage.exists(name), name

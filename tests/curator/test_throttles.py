@@ -152,3 +152,56 @@ def test_with_redis_unreachable_people_can_still_log_in(settings, alice):
     }
     assert login("alice", "wrong").status_code == 200
     assert login("alice", PASSWORD).status_code == 302
+
+
+ADMIN_LOGIN = "/admin/login/"
+
+
+def admin_login(username, password, address="10.0.0.1"):
+    return Client().post(ADMIN_LOGIN, {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def test_the_admin_login_is_limited_like_ours(settings, admin_user):
+    settings.CURATOR_LOGIN_USER_RATE = "3/15min"
+    for _ in range(3):
+        assert admin_login(admin_user.username, "wrong").status_code == 200
+    response = admin_login(admin_user.username, PASSWORD)
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert "_auth_user_id" not in response.client.session
+
+
+def test_failures_at_the_admin_and_at_our_page_share_one_count(settings, alice, admin_user):
+    settings.CURATOR_LOGIN_IP_RATE = "4/15min"
+    assert login("alice", "wrong").status_code == 200
+    assert login("alice", "wrong").status_code == 200
+    assert admin_login(admin_user.username, "wrong").status_code == 200
+    assert admin_login(admin_user.username, "wrong").status_code == 200
+    assert admin_login(admin_user.username, PASSWORD).status_code == 429
+    assert login("alice", PASSWORD).status_code == 429
+
+
+def test_a_right_admin_password_logs_in_and_clears_the_count(settings, admin_user):
+    settings.CURATOR_LOGIN_USER_RATE = "2/15min"
+    assert admin_login(admin_user.username, "wrong").status_code == 200
+    response = admin_login(admin_user.username, PASSWORD)
+    assert response.status_code == 302
+    assert admin_login(admin_user.username, "wrong").status_code == 200
+    assert admin_login(admin_user.username, PASSWORD).status_code == 302
+
+
+def test_a_look_alike_user_name_shares_the_count_of_the_name_django_logs_in(settings, alice):
+    """Django's form NFKC-normalises the name before authenticating: fullwidth ａｌｉｃｅ logs in as
+    alice, so it must be refused once alice's count is full, and must not clear it."""
+    settings.CURATOR_LOGIN_USER_RATE = "3/15min"
+    fullwidth = "ａｌｉｃｅ"
+    assert login(fullwidth, PASSWORD).status_code == 302  # the premise: Django accepts it as alice
+    for _ in range(3):
+        assert login("alice", "wrong").status_code == 200
+    assert login(fullwidth, PASSWORD).status_code == 429
+    assert login(" ALICE ", PASSWORD).status_code == 429
+    # And failures under the look-alike count toward alice too.
+    settings.CURATOR_LOGIN_USER_RATE = "2/15min"
+    assert login("bob", "wrong").status_code == 200
+    assert login("ｂｏｂ", "wrong").status_code == 200
+    assert login("bob", PASSWORD).status_code == 429

@@ -20,5 +20,8 @@ class Command(BaseCommand):
         verb = "would delete" if dry_run else "deleted"
         self.stdout.write(
             f"{report.scanned} crop files: {report.referenced} in use, {report.too_new} too new to judge, "
-            f"{verb} {report.deleted}" + (f", {report.failed} could not be deleted" if report.failed else "") + "."
+            f"{verb} {report.deleted}"
+            + (f", {report.failed} could not be deleted" if report.failed else "")
+            + (f"; {verb} {report.gone_dataset_files} files of deleted datasets" if report.gone_dataset_files else "")
+            + "."
         )
