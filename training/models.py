@@ -92,6 +92,9 @@ class ModelVersion(models.Model):
     keras_version = models.CharField(max_length=32, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=False)
+    # Batches of new or re-aligned faces queued for this version's predictions and not done yet
+    # (the active version follows the data); pages say "computing" while it is above 0.
+    predictions_pending = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -5,7 +5,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from curator.models import Dataset
+from curator.models import Dataset, Face, SourceImage
 from curator.permissions import visible_datasets
 from training.models import JobStatus, ModelVersion, Prediction, TrainingJob
 
@@ -211,6 +211,26 @@ PREDICTION_PROVIDER = _PredictionProvider()
 
 
 # --- Rows the review queues start from (review joins them with its decisions) -----------------
+
+
+def active_predictions_progress(*, dataset: Dataset) -> dict | None:
+    """The active version's predictions of the dataset's faces: how many faces it has predicted,
+    of how many aligned faces, and whether new faces' predictions are being computed (queued on
+    `predict`, or waiting for their alignment or descriptors). None without an active version."""
+    from embeddings.models import DescriptorSet
+
+    version = ModelVersion.objects.filter(dataset=dataset, is_active=True).first()
+    if version is None:
+        return None
+    faces = Face.objects.filter(dataset=dataset).exclude(crop="").count()
+    done = Prediction.objects.filter(model_version=version, face__dataset=dataset).count()
+    upstream = (
+        DescriptorSet.objects.filter(dataset=dataset, batches_pending__gt=0).exists()
+        or SourceImage.objects.filter(dataset=dataset, status=SourceImage.Status.PENDING).exists()
+    )
+    # Faces still being aligned or described will be predicted next: that is "computing" too.
+    computing = version.predictions_pending > 0 or upstream
+    return {"version": version, "faces": faces, "done": done, "computing": computing, "missing": faces - done}
 
 
 def version_predictions(*, model_version: ModelVersion) -> QuerySet[Prediction]:

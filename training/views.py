@@ -95,6 +95,14 @@ def job_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
     )
 
 
+def predictions_progress(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The dataset page's fragment for the active version's predictions (htmx; polls itself while
+    new faces' predictions are computed)."""
+    dataset = get_dataset_for(request.user, dataset_id)
+    progress = selectors.active_predictions_progress(dataset=dataset)
+    return render(request, "training/_predictions_progress.html", {"dataset": dataset, "progress": progress})
+
+
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_for(request.user, job_id)
     return render(
