@@ -36,9 +36,9 @@ from embeddings.graph import close_pairs, hamming, hash_pairs
 HASH_MAX_BITS = 6
 SAME_SHOT_DISTANCE = 0.3
 # A near-identical region must also be the same person to the descriptor. Copies are at most
-# 0.37 apart (above; the bench's recall is the same with this test as without it), and other photos of one person usually 0.3-0.6; of the 754 look-alike pairs of different people
-# built from the dev set (bench/embeddings.py), the 105 within HASH_MAX_BITS are 0.593 and more
-# apart. Without a descriptor (still being computed) the hash alone flags nothing.
+# 0.37 apart (above; the bench's recall is the same with this test as without it), other photos
+# of one person usually 0.3-0.6; of the 754 look-alike pairs of different people built from the
+# dev set (bench/embeddings.py), the 105 within HASH_MAX_BITS are 0.593 and more apart. Without a descriptor (still being computed) the hash alone flags nothing.
 NEAR_IDENTICAL_MAX_DISTANCE = 0.5
 MAX_GROUP = 12
 
