@@ -67,7 +67,8 @@ def job_progress(*, job: TrainingJob) -> dict:
     else:
         percent = 100.0 * len(job.history) / epochs if job.history else 0.0
     last = job.history[-1] if job.history else {}
-    version = ModelVersion.objects.filter(job=job).only("pk", "number").first()
+    version = ModelVersion.objects.filter(job=job).only("pk", "number", "is_active").first()
+    active = ModelVersion.objects.filter(dataset_id=job.dataset_id, is_active=True).only("pk", "number").first()
     return {
         "id": job.pk,
         "status": job.status,
@@ -90,6 +91,12 @@ def job_progress(*, job: TrainingJob) -> dict:
         "queue_position": queue_position(job=job),
         "model_version": version.pk if version else None,
         "model_version_number": version.number if version else None,
+        "model_version_active": bool(version and version.is_active),
+        # The dataset's first version is activated by the job itself (services.model_version_activate_first).
+        "first_version": bool(version)
+        and not ModelVersion.objects.filter(dataset_id=job.dataset_id, number__lt=version.number).exists(),
+        "active_version": active.pk if active else None,
+        "active_version_number": active.number if active else None,
     }
 
 

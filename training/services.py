@@ -256,6 +256,8 @@ def training_job_run(*, job_id: int) -> TrainingJob:
             _job_finish(job.pk, status=JobStatus.CANCELLED, reporter=reporter, timings=timings)
         else:
             reporter.log(f"Done in {timings['total_s']:.0f} s: version {version.number}.")
+            if model_version_activate_first(model_version=version):
+                reporter.log(f"Version {version.number} is the dataset's first: it is now the active model.")
             _job_finish(job.pk, status=JobStatus.SUCCEEDED, reporter=reporter, timings=timings)
     except JobCancelled:
         timings["total_s"] = round(time.monotonic() - started, 2)
@@ -610,6 +612,20 @@ def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
         ModelVersion.objects.filter(pk=model_version.pk).update(is_active=True)
     model_version.refresh_from_db()
     return model_version
+
+
+def model_version_activate_first(*, model_version: ModelVersion) -> bool:
+    """Activate a dataset's first version (a successful job's, when the dataset has no other
+    version), so a new user's first model serves predictions, suggestions and the predict page
+    at once; later versions are activated by a curator (one click on the job page or the models
+    table). Returns whether it was activated."""
+    if ModelVersion.objects.filter(dataset_id=model_version.dataset_id).exclude(pk=model_version.pk).exists():
+        return False
+    try:
+        model_version_activate(model_version=model_version)
+    except ActivationRefused:
+        return False
+    return True
 
 
 def model_version_deactivate(*, model_version: ModelVersion) -> ModelVersion:

@@ -13,6 +13,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from curator.permissions import can_curate, get_dataset_for
@@ -325,6 +326,10 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Version {version.number} is now the active model of {version.dataset.name}.")
+    # One click from the job page or the models table returns there.
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=False):
+        return redirect(back)
     return redirect("training:version_detail", version_id=version.pk)
 
 
