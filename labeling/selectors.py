@@ -66,8 +66,9 @@ def face_tiles(*, faces: list[Face], classes: list[str]) -> list[dict]:
 
     from django.urls import reverse
 
+    from curator.colours import class_css
+
     media = reverse("media", kwargs={"path": "x"})[:-1]
-    index = {name: i for i, name in enumerate(classes)}
     tiles = []
     for f in faces:
         quality = f"{f.size_px}px · sharpness {_num(f.sharpness, 0)} · yaw {_num(f.yaw, 1)}° · score {_num(f.detector_score, 2)}"
@@ -81,12 +82,12 @@ def face_tiles(*, faces: list[Face], classes: list[str]) -> list[dict]:
                 "label": f.label,
                 "split": f.split,
                 "css": css,
-                "badge": f"c{index.get(f.label, 9)}" if f.label else "none",
+                "badge": class_css(classes, f.label),
                 "src": media + quote(f.crop, safe="/"),
                 "title": f"face {f.pk} · {f.image.original_name}\n{quality}" + (f"\n{model}" if model else ""),
                 "quality": quality + (f" · {model}" if model else ""),
                 "suggestion": suggestion["text"] if suggestion else "",
-                "suggestion_css": f"c{index.get(suggestion['label'], 9)}" if suggestion else "",
+                "suggestion_css": class_css(classes, suggestion["label"]) if suggestion else "",
                 # Descriptor distance to the face of a `similar_to` grid (labeling.similarity).
                 "distance": _num(getattr(f, "similar_distance", None), 3),
             }

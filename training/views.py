@@ -189,6 +189,7 @@ def _drilldown_plots(version: ModelVersion, metrics: dict) -> list[tuple[str, st
             matrix,
             classes,
             link=lambda i, j: _test_grid(version, model_label=classes[i], predicted=classes[j]),
+            colours=_class_colours(version),
         )
         out.append(("confusion", plots.inline(svg)))
     svg = plots.calibration_svg(
@@ -278,13 +279,20 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     )
 
 
+def _class_colours(version: ModelVersion) -> list[str]:
+    """The version's classes in the colours of its dataset's class list (every page's colours)."""
+    from curator.colours import class_colour
+
+    return [class_colour(version.dataset.classes, name) for name in version.classes]
+
+
 def version_plot(request: HttpRequest, version_id: int, kind: str) -> HttpResponse:
     from training import plots
 
     version = selectors.version_for(request.user, version_id)
     metrics = with_intervals(version.metrics or {})
     if kind == "confusion" and metrics.get("confusion_matrix"):
-        return _svg(plots.confusion_svg(metrics["confusion_matrix"], version.classes))
+        return _svg(plots.confusion_svg(metrics["confusion_matrix"], version.classes, colours=_class_colours(version)))
     if kind == "calibration":
         return _svg(plots.calibration_svg(metrics.get("calibration", [])))
     if kind == "slices":

@@ -97,7 +97,8 @@ export function initFaceGrid(root, options = {}) {
     const badge = tile.querySelector(".badge");
     if (badge) {
       const index = classOrder.indexOf(face.label);
-      badge.className = `badge ${face.label ? "c" + (index >= 0 ? index : 9) : "none"}`;
+      // The class colour: its position in the dataset's class list (curator/colours.py).
+      badge.className = `badge ${face.label ? "c" + (index >= 0 ? index % 8 : 9) : "none"}`;
       badge.textContent = face.label || "unlabelled";
     }
     const flags = tile.querySelector(".flags");

@@ -154,7 +154,7 @@ def test_the_first_version_is_activated_and_the_job_page_and_models_table_say_so
     assert response["Location"] == reverse("training:version_detail", args=[first.pk])
     # The models table (v1 active again): an "active" column, with Activate for the others (curators only).
     table = alice_client.get(reverse("training:dataset_training", args=[first.dataset_id])).content.decode()
-    assert "<th>active</th>" in table and 'class="badge c2">active</span>' in table
+    assert "<th>active</th>" in table and 'class="badge on">active</span>' in table
     assert f'form="activate-{second.pk}"' in table and f'id="activate-{second.pk}"' in table
     assert f'id="activate-{first.pk}"' not in table
     other = bob_client.get(reverse("training:dataset_training", args=[first.dataset_id])).content.decode()
