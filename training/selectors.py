@@ -213,6 +213,20 @@ class _PredictionProvider:
     def face_ids(self, *, model_version: ModelVersion, **lookups) -> QuerySet:
         return Prediction.objects.filter(model_version=model_version, **lookups).values("face_id")
 
+    def version_has_splits(self, *, model_version: ModelVersion) -> bool:
+        return bool(model_version.snapshot)
+
+    def version_splits(self, *, model_version: ModelVersion) -> dict[int, str] | None:
+        """The snapshot's splits (the job's own split of faces the dataset had none for included)."""
+        from training.data import snapshot_read
+
+        if not model_version.snapshot:
+            return None
+        try:
+            return {row["face_id"]: row["split"] for row in snapshot_read(model_version.snapshot)}
+        except (FileNotFoundError, OSError):
+            return None
+
 
 PREDICTION_PROVIDER = _PredictionProvider()
 
