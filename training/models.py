@@ -55,6 +55,14 @@ class TrainingJob(BackgroundJob):
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="retrain_jobs"
     )
 
+    @property
+    def epoch_shown(self) -> int:
+        """The epoch every page shows (the job page and the models table alike): the one being
+        trained while the job runs, the epochs completed once it has finished."""
+        if self.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return self.epoch
+        return len(self.history)
+
     class Meta:
         ordering = ["-created_at"]
 

@@ -77,7 +77,7 @@ def job_progress(*, job: TrainingJob) -> dict:
         "phase_display": PHASE_NAMES.get(job.phase, job.phase.capitalize()),
         "phase_done": job.phase_done,
         "phase_total": job.phase_total,
-        "epoch": job.epoch,
+        "epoch": job.epoch_shown,
         "epochs": job.epochs,
         "batch": job.batch,
         "batches_per_epoch": job.batches_per_epoch,

@@ -74,7 +74,8 @@ def job_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
         except ConfigError as exc:  # the form checks the same rules; kept for a clear message anyway
             data_error = str(exc)
         else:
-            messages.success(request, f"Training job {job.pk} queued.")
+            # No "queued" message: the job page says Queued itself, and a banner would stay on
+            # the page (which only refreshes its progress) after the job succeeded.
             warning = guidance.architecture_warning(architecture=architecture, n_faces=advice.n_faces)
             if warning:
                 messages.warning(request, warning)
@@ -268,8 +269,12 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
                 if isinstance(n_test, int) and accuracy is not None
                 else None,
                 "errors_url": _test_grid(version, model_correct="0"),
-                "disputed": selectors.version_predictions(model_version=version).filter(disagrees=True).count(),
-                "disputed_url": grid_url(version, disagrees="1"),
+                # Included faces only, as the review queue counts them (an excluded face is
+                # out of the data: it is not disputed, and was counted here by mistake).
+                "disputed": selectors.version_predictions(model_version=version)
+                .filter(disagrees=True, face__is_excluded=False)
+                .count(),
+                "disputed_url": grid_url(version, disagrees="1", excluded="0"),
             },
             "others": others,
             "members": selectors.ensemble_members(version=version),

@@ -144,8 +144,12 @@ export function initFaceGrid(root, options = {}) {
     state.detailTimer = setTimeout(async () => {
       // ".../faces/0/" or ".../faces/0/?model=3": the face's id replaces the 0.
       const url = root.dataset.detailUrl.replace(/\/0\/(?=\?|$)/, `/${id}/`);
-      const response = await fetch(url, { credentials: "same-origin" });
-      if (response.ok) detail.innerHTML = await response.text();
+      // Only the latest request may fill the panel: an older answer arriving late would show
+      // another face, or this face as it was before a change.
+      const ticket = (state.detailTicket = (state.detailTicket || 0) + 1);
+      const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+      const text = response.ok ? await response.text() : null;
+      if (text !== null && ticket === state.detailTicket) detail.innerHTML = text;
     }, 150);
   }
 
@@ -506,7 +510,7 @@ export function initFaceGrid(root, options = {}) {
       const own = options.actions && options.actions[action];
       if (own) {
         event.preventDefault();
-        return own({ tile, change, say, setFocus, state });
+        return own({ tile, change, say, setFocus, state, loadDetail });
       }
       if (handlers[action]) {
         if (action !== "clear") event.preventDefault();
@@ -557,7 +561,7 @@ export function initFaceGrid(root, options = {}) {
   }
 
   if (tiles().length) setFocus(0, { scroll: false });
-  return { change, undo, setFocus, say, state, tiles, notFace, photoShow, togglePanels, resize };
+  return { change, undo, setFocus, say, state, tiles, notFace, photoShow, togglePanels, resize, loadDetail };
 }
 
 const auto = document.querySelector("[data-autoinit='face-grid']");
