@@ -62,10 +62,11 @@ run: setup ensure-redis migrate
 	$(BIN)/celery -A curator worker -Q embed -c $(NPROC) -n embed@%h -l info --logfile var/log/worker-embed.log & embed=$$!; \
 	$(BIN)/celery -A curator worker -Q predict -c 1 -n predict@%h -l info --logfile var/log/worker-predict.log & predict=$$!; \
 	$(BIN)/celery -A curator beat -l info --schedule var/celerybeat-schedule --logfile var/log/beat.log & beat=$$!; \
-	trap 'kill $$align $$import $$train $$embed $$predict $$beat 2>/dev/null; wait' EXIT INT TERM; \
 	echo "Workers: align ($(NPROC) processes), import (1), train (1), embed ($(NPROC)), predict (1), beat (stale-job sweep, orphan cleanup); logs in var/log/"; \
 	echo "Curator: http://127.0.0.1:8000  (Ctrl-C stops the web server and the workers)"; \
-	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload
+	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload & web=$$!; \
+	trap 'kill $$web $$align $$import $$train $$embed $$predict $$beat 2>/dev/null; wait' EXIT INT TERM; \
+	wait $$web
 
 lint: setup
 	$(BIN)/ruff check .

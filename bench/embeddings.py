@@ -16,12 +16,17 @@ query time and the map's computation time, through the app's own functions (no d
    combinations); positives are (original, copy) and (copy, copy) pairs of one photo, negatives
    every pair of different photos. The groups are those of the duplicates page (complete
    linkage); distances of true and false pairs are printed for tuning.
+   Look-alikes: --lookalike-photos dev photos (half LFW, half UTKFace, none of them copies), and
+   of their pairs of different people the 200 whose face regions hash closest (same pose, same
+   light, same framing: embeddings.dupset.lookalike_pairs); none of them may be flagged
+   (`lookalike_flagged`), while the hash alone, the rule before issue 20, flagged some.
 3. Nearest-neighbour query p50 over 100,000 vectors drawn around the set's real descriptors
    (embeddings.selectors.VectorIndex, the index behind similarity search), k=20.
 4. Map of 10,000 such vectors: embeddings.projection.projection_compute when it exists (null
    otherwise).
 
-Last line: {"descr_per_s_2", "dup_precision", "dup_recall", "knn_p50_ms_100k", "map_10k_s"}.
+Last line: {"descr_per_s_2", "dup_precision", "dup_recall", "lookalike_pairs", "lookalike_flagged",
+"knn_p50_ms_100k", "map_10k_s"}.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ django.setup()
 import numpy as np  # noqa: E402
 
 from embeddings import dupset  # noqa: E402
+from embeddings.duplicates import HASH_MAX_BITS, SAME_SHOT_DISTANCE  # noqa: E402
 
 
 def dev_root() -> Path:
@@ -167,6 +173,50 @@ def duplicate_set(originals: int, copies: int, seed: int):
     return items, records
 
 
+def lookalikes(photos: int, seed: int) -> dict:
+    """Pairs of different people that look alike (embeddings.dupset.lookalike_pairs) among
+    `photos` dev photos, and how many of them the duplicate tests flag."""
+    rows = list(csv.DictReader((dev_root() / "labels.csv").open()))
+    rng = random.Random(seed + 1)
+    lfw = [r for r in rows if r["source"] == "LFW"]
+    utk = [r for r in rows if r["source"] != "LFW"]
+    pick = rng.sample(lfw, min(len(lfw), photos // 2))
+    pick += rng.sample(utk, min(len(utk), photos - len(pick)))
+    items = dupset.build_items([dev_root() / r["path"] for r in pick], persons=[r["identity"] for r in pick], copies=0)
+    records = dupset.items_records(items, processes=2)
+    people = [dupset.Person(r["identity"], r["gender"], r["race"], r["source"]) for r in pick]
+    pairs = dupset.lookalike_pairs(people, records, count=200)
+    # UTKFace holds some photos twice under different ages or genders (a baby under both): the
+    # same shot by descriptor is a real copy, not two people; named, and left out of the count.
+    copies = [(a, b) for a, b in pairs if (dupset_distance(records[a], records[b]) or 1.0) < SAME_SHOT_DISTANCE]
+    for a, b in copies:
+        print(f"    left out, one photo under two labels: {items[a].name} ~ {items[b].name}")
+    pairs = [p for p in pairs if p not in copies]
+    result = dupset.lookalikes_flagged(records, pairs)
+    bits = [dupset_bits(records[a], records[b]) for a, b in pairs]
+    print(
+        f"  {len(items)} photos; {result['pairs']} look-alike pairs of different people (region hash {min(bits)}-{max(bits)} bits): "
+        f"{result['flagged']} flagged (the hash alone would flag {result['flagged_by_hash_alone']}); "
+        f"the nearest pair within the hash's {HASH_MAX_BITS} bits is {result['nearest_descriptor_within_hash']:.3f} apart by descriptor",
+        flush=True,
+    )
+    for a, b, why in result["examples"]:
+        print(f"    flagged: {items[a].name} ~ {items[b].name} {why}")
+    return result
+
+
+def dupset_distance(a, b) -> float | None:
+    from embeddings.duplicates import descriptor_distance
+
+    return descriptor_distance(a, b)
+
+
+def dupset_bits(a, b) -> int:
+    from embeddings.duplicates import region_hash_distance
+
+    return region_hash_distance(a, b)
+
+
 def knn_p50_ms(base: np.ndarray, n: int = 100_000, queries: int = 50, seed: int = 0) -> float:
     from embeddings.selectors import VectorIndex
 
@@ -211,11 +261,19 @@ def main() -> None:
     parser.add_argument("--rate-photos", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lookalike-photos", type=int, default=4300, help="all of the dev set by default")
     parser.add_argument("--rates-only", action="store_true", help="step 1 only")
+    parser.add_argument("--lookalikes-only", action="store_true", help="the look-alike pairs only")
     parser.add_argument("--quick", action="store_true", help="60 originals, 1 copy, 16 photos for the rates, 1 repeat")
     args = parser.parse_args()
     if args.quick:
         args.originals, args.copies, args.rate_photos, args.repeats = 60, 1, 16, 1
+
+    if args.lookalikes_only:
+        print("2. Look-alike pairs of different people", flush=True)
+        found = lookalikes(args.lookalike_photos, args.seed)
+        print(json.dumps({"lookalike_pairs": found["pairs"], "lookalike_flagged": found["flagged"]}))
+        return
 
     lfw_paths = sorted((dev_root() / "lfw_wild").glob("*.jpg"))[: args.rate_photos]
     print(f"1. Descriptors per second ({len(lfw_paths)} LFW photos, median of {args.repeats})", flush=True)
@@ -241,6 +299,9 @@ def main() -> None:
     if detail["false"]:
         print(f"  false pairs e.g. {detail['false'][:5]}")
 
+    print("   Look-alike pairs of different people", flush=True)
+    found = lookalikes(args.lookalike_photos, args.seed)
+
     base = np.stack([r.vector for r in records if r.vector is not None])
     print("3. Nearest neighbours over 100,000 vectors", flush=True)
     knn = knn_p50_ms(base)
@@ -258,6 +319,8 @@ def main() -> None:
                 "descr_per_s_2": rates["ours_2"],
                 "dup_precision": round(precision, 4),
                 "dup_recall": round(recall, 4),
+                "lookalike_pairs": found["pairs"],
+                "lookalike_flagged": found["flagged"],
                 "knn_p50_ms_100k": knn,
                 "map_10k_s": map_s,
             }

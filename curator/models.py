@@ -104,6 +104,9 @@ class ImportBatch(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices)
     source_name = models.CharField(max_length=1000, blank=True)
     label_layout = models.CharField(max_length=16, choices=LabelLayout.choices, default=LabelLayout.NONE)
+    # Every label source the batch used, with its count of photos ({"csv": 120, "folders": 83}):
+    # label_layout is only the most common one, and a report naming one source hid the others.
+    label_sources = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVING)
     imported_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
@@ -130,6 +133,15 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_source_display()} {self.source_name} into {self.dataset}"
+
+    @property
+    def label_sources_display(self) -> str:
+        """The sources in words, e.g. labels.csv (120), Folder per class (83); the layout alone without counts."""
+        names = dict(self.LabelLayout.choices)
+        if not self.label_sources:
+            return self.get_label_layout_display()
+        parts = sorted(self.label_sources.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{names.get(k, k)} ({n})" for k, n in parts)
 
     @property
     def is_finished(self) -> bool:

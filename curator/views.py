@@ -71,7 +71,6 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "dataset": dataset,
             "summary": selectors.dataset_summary(dataset=dataset),
             "page": page,
-            "class_index": {name: i for i, name in enumerate(dataset.classes)},
             "batches": selectors.dataset_batches(dataset=dataset)[:10],
             "jobs": selectors.dataset_jobs(dataset=dataset)[:10],
             "can_curate": can_curate(request.user, dataset),

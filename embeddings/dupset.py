@@ -188,3 +188,86 @@ def pair_distance_table(items: list[Item], records: list) -> dict[str, np.ndarra
             if d is not None:
                 out[f"{side}_desc"].append(d)
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class Person:
+    """What the dev set says of the person in a photo ("" where it does not say)."""
+
+    identity: str = ""  # LFW names people
+    gender: str = ""
+    race: str = ""  # UTKFace only
+    source: str = ""
+
+
+def surely_different(p: Person, q: Person) -> bool:
+    """Two photos show different people: different names, or (where nobody is named, UTKFace)
+    different sources, genders or races. Two unnamed photos of one gender and race may be one
+    person (UTKFace holds the same photo under two ages), so they are never taken as different."""
+    if p.identity and q.identity:
+        return p.identity != q.identity
+    return p.source != q.source or p.gender != q.gender or bool(p.race and q.race and p.race != q.race)
+
+
+def lookalike_pairs(people: list[Person], records: list, *, count: int = 200) -> list[tuple[int, int]]:
+    """Pairs of DIFFERENT people whose faces look alike to the region hash: the `count` pairs of
+    records of surely different people with the fewest bits between their face regions
+    (mirrored included), and the pairs tied with the last one. The hash sees the low
+    frequencies of the region (pose, light, framing), so these are the pairs a hash-only test
+    confuses (issue 20: two different men 6 bits apart were flagged "near-identical image")."""
+    hashed = [i for i, r in enumerate(records) if r.phash is not None]
+    if len(hashed) < 2:
+        return []
+    own = np.array([records[i].phash for i in hashed], dtype=np.int64).view(np.uint64)
+    mirrored = np.array(
+        [records[i].phash if records[i].phash_mirrored is None else records[i].phash_mirrored for i in hashed],
+        dtype=np.int64,
+    ).view(np.uint64)
+    who = [people[i] for i in hashed]
+    scored: list[tuple[int, int, int]] = []
+    for k in range(len(hashed) - 1):
+        rest = slice(k + 1, len(hashed))
+        bits = np.minimum(_popcount(own[rest] ^ own[k]), _popcount(mirrored[rest] ^ own[k]))
+        # Keep only the closest `count` of each row: the overall closest `count` are among them.
+        kept = 0
+        for j in np.argsort(bits, kind="stable"):
+            b = k + 1 + int(j)
+            if not surely_different(who[k], who[b]):
+                continue
+            scored.append((int(bits[j]), hashed[k], hashed[b]))
+            kept += 1
+            if kept == count:
+                break
+    scored.sort()
+    if len(scored) <= count:
+        return [(a, b) for _, a, b in scored]
+    cut = scored[count - 1][0]
+    return [(a, b) for bits, a, b in scored if bits <= cut]
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+
+
+def lookalikes_flagged(records: list, pairs: list[tuple[int, int]]) -> dict:
+    """How many look-alike pairs the duplicate tests flag (any test), and how many the region hash
+    alone would (the rule before issue 20), with the distances of those flagged."""
+    from embeddings.duplicates import HASH_MAX_BITS, evidence_of
+
+    flagged, hash_alone, examples, nearest = 0, 0, [], None
+    for a, b in pairs:
+        e = evidence_of(records[a], records[b])
+        within = e.hash_bits is not None and e.hash_bits <= HASH_MAX_BITS
+        hash_alone += within
+        if within and e.descriptor is not None:  # how close the descriptor test comes to failing
+            nearest = e.descriptor if nearest is None else min(nearest, e.descriptor)
+        if e.tests:
+            flagged += 1
+            examples.append((a, b, _why(e)))
+    return {
+        "pairs": len(pairs),
+        "flagged": flagged,
+        "flagged_by_hash_alone": hash_alone,
+        "nearest_descriptor_within_hash": nearest,
+        "examples": examples[:10],
+    }

@@ -9,6 +9,7 @@ computed again only when the descriptor stamp changes (descriptors stored, faces
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +20,8 @@ from django.utils import timezone
 from curator.models import Dataset
 from embeddings import projection, selectors, uniqueness
 from embeddings.models import DatasetMap
+
+logger = logging.getLogger(__name__)
 
 # Seconds per 10,000 faces measured here (README "Face embeddings"); the page's progress estimate.
 SECONDS_PER_10K = 45.0
@@ -98,6 +101,11 @@ def map_compute(*, map_id: int) -> None:
             finished_at=timezone.now(),
         )
     except Exception as exc:  # the page must say why, not show "computing" forever
+        if not Dataset.objects.filter(pk=row.dataset_id).exists():
+            # Deleted while its map was computed: its faces went with it (storing their scores
+            # failed on their foreign keys); nothing is wrong and nothing is left to store.
+            logger.info("dataset %s was deleted while its map was computed; the map is dropped", row.dataset_id)
+            return
         row.mark_failed(f"The map could not be computed: {exc}")
         raise
 

@@ -57,6 +57,13 @@ def descriptors_compute(*, face_ids: list[int], dataset_ids: list[int]) -> int:
         DescriptorSet.objects.filter(dataset_id__in=dataset_ids, batches_pending__gt=0).update(
             batches_pending=F("batches_pending") - 1
         )
+        # The active model predicts these faces next (training listens): after their
+        # descriptors, so a descriptor-based model does not compute them a second time.
+        from embeddings.signals import descriptors_computed
+
+        for _, error in descriptors_computed.send_robust(sender=None, dataset_ids=dataset_ids, face_ids=face_ids):
+            if isinstance(error, Exception):
+                logger.error("a descriptors_computed receiver failed: %r", error)
     for dataset_id in dataset_ids:
         pending = DescriptorSet.objects.filter(dataset_id=dataset_id).values_list("batches_pending", flat=True).first()
         if not pending:

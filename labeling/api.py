@@ -469,6 +469,13 @@ class Splits(APIView):
     def post(self, request, dataset_id: int):
         dataset = get_dataset_for(request.user, dataset_id, curate=True)
         try:
+            if request.data.get("preview"):
+                preview = services.splits_assign_preview(
+                    dataset=dataset,
+                    seed=request.data.get("seed", 0),
+                    ratios=request.data.get("ratios", (0.7, 0.15, 0.15)),
+                )
+                return Response(preview_body(dataset, preview))
             action = services.splits_assign(
                 user=request.user,
                 dataset=dataset,

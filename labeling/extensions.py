@@ -37,6 +37,12 @@ class PredictionProvider(Protocol):
         """The ids of faces with a prediction of this version matching `lookups` (fields of a
         prediction: predicted_label, disagrees, confidence__gte, ...), as a subquery."""
 
+    def version_has_splits(self, *, model_version: Any) -> bool:
+        """Whether the version kept a record of the split of each face it was trained on."""
+
+    def version_splits(self, *, model_version: Any) -> dict[int, str] | None:
+        """{face id: split} as the version was trained and tested (None: no record)."""
+
 
 class NoPredictions:
     """The provider when no app registered one: no versions, no predictions."""
@@ -58,6 +64,12 @@ class NoPredictions:
 
     def face_ids(self, *, model_version: Any, **lookups) -> QuerySet:
         return Face.objects.none().values("pk")
+
+    def version_has_splits(self, *, model_version: Any) -> bool:
+        return False
+
+    def version_splits(self, *, model_version: Any) -> dict[int, str] | None:
+        return None
 
 
 _provider: PredictionProvider = NoPredictions()

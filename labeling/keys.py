@@ -39,6 +39,10 @@ KEYS: dict[str, Key] = {
         Key("smaller", "-", "−", "smaller tiles"),
         Key("panels", "\\", "\\", "show / hide the filter and bulk panels"),
         Key("move", "Arrow", "←↑→↓", "move the focus"),
+        Key("previous_face", "ArrowLeft", "←", "the previous face of the filter"),
+        Key("next_face", "ArrowRight", "→", "the next face of the filter"),
+        Key("zoom_in", "+", "+", "zoom in on the face"),
+        Key("zoom_out", "-", "−", "zoom out"),
         Key("next", "Enter", "Enter", "next page / next faces"),
         Key("help", "?", "?", "this key map"),
     )
@@ -65,6 +69,8 @@ PAGES: dict[str, list[str]] = {
         "next",
         "similar",
     ],
+    # The face page: the grid's keys for one face (issue 20: they did nothing there).
+    "face": ["unsure", "exclude", "not_face", "undo", "previous_face", "next_face", "zoom_in", "zoom_out", "similar"],
     "disputes": ["move", "accept", "confirm", "exclude", "unsure", "undo", "next"],
     "suggestions": ["move", "accept", "exclude", "unsure", "undo", "next"],
     "active": ["move", "accept", "unsure", "exclude", "undo", "next"],

@@ -66,8 +66,9 @@ def face_tiles(*, faces: list[Face], classes: list[str]) -> list[dict]:
 
     from django.urls import reverse
 
+    from curator.colours import class_css
+
     media = reverse("media", kwargs={"path": "x"})[:-1]
-    index = {name: i for i, name in enumerate(classes)}
     tiles = []
     for f in faces:
         quality = f"{f.size_px}px · sharpness {_num(f.sharpness, 0)} · yaw {_num(f.yaw, 1)}° · score {_num(f.detector_score, 2)}"
@@ -81,12 +82,12 @@ def face_tiles(*, faces: list[Face], classes: list[str]) -> list[dict]:
                 "label": f.label,
                 "split": f.split,
                 "css": css,
-                "badge": f"c{index.get(f.label, 9)}" if f.label else "none",
+                "badge": class_css(classes, f.label),
                 "src": media + quote(f.crop, safe="/"),
                 "title": f"face {f.pk} · {f.image.original_name}\n{quality}" + (f"\n{model}" if model else ""),
                 "quality": quality + (f" · {model}" if model else ""),
                 "suggestion": suggestion["text"] if suggestion else "",
-                "suggestion_css": f"c{index.get(suggestion['label'], 9)}" if suggestion else "",
+                "suggestion_css": class_css(classes, suggestion["label"]) if suggestion else "",
                 # Descriptor distance to the face of a `similar_to` grid (labeling.similarity).
                 "distance": _num(getattr(f, "similar_distance", None), 3),
             }
@@ -550,20 +551,36 @@ def face_neighbours(*, dataset: Dataset, face: Face, flt: FaceFilter | None) -> 
             "count": None,
             "in_filter": True,
         }
-    # Only ids travel (one int column), so even 100,000 matching faces stay well under a second.
-    ids = list(flt.queryset.values_list("pk", flat=True))
-    try:
-        i = ids.index(face.pk)
-    except ValueError:
-        lower = [x for x in ids if x < face.pk]
-        higher = [x for x in ids if x > face.pk]
+    qs = flt.queryset
+    keys = _order_keys(qs)
+    current = qs.filter(pk=face.pk).values_list(*[k[0] for k in keys]).first() if keys else None
+    if current is None:
+        # Out of the filter (relabelled since), or an order this cannot walk: the nearest ids.
+        unordered = qs.order_by()
+        if keys is None and unordered.filter(pk=face.pk).exists():
+            return _neighbours_by_list(qs, face)
         return {
-            "previous": max(lower) if lower else None,
-            "next": min(higher) if higher else None,
+            "previous": unordered.filter(pk__lt=face.pk).order_by("-pk").values_list("pk", flat=True).first(),
+            "next": unordered.filter(pk__gt=face.pk).order_by("pk").values_list("pk", flat=True).first(),
             "position": None,
-            "count": len(ids),
+            "count": unordered.count(),
             "in_filter": False,
         }
+    # Keyset: the faces just before and after this one in the grid's order, found by comparing
+    # sort keys (one indexed query each), not by reading every matching id.
+    before, after = _keyset_conditions(keys, current)
+    return {
+        "previous": qs.filter(before).reverse().values_list("pk", flat=True).first(),
+        "next": qs.filter(after).values_list("pk", flat=True).first(),
+        "position": qs.filter(before).count() + 1,
+        "count": qs.count(),
+        "in_filter": True,
+    }
+
+
+def _neighbours_by_list(qs, face) -> dict:
+    ids = list(qs.values_list("pk", flat=True))
+    i = ids.index(face.pk)
     return {
         "previous": ids[i - 1] if i > 0 else None,
         "next": ids[i + 1] if i + 1 < len(ids) else None,
@@ -571,6 +588,57 @@ def face_neighbours(*, dataset: Dataset, face: Face, flt: FaceFilter | None) -> 
         "count": len(ids),
         "in_filter": True,
     }
+
+
+def _order_keys(qs) -> list[tuple[str, bool, bool]] | None:
+    """(field or annotation name, descending, nulls last) of each term of the queryset's order,
+    ending with the id; None for an order it cannot read (then the ids are listed)."""
+    from django.db import connection
+    from django.db.models import F
+    from django.db.models.expressions import OrderBy
+
+    keys = []
+    for term in qs.query.order_by:
+        if isinstance(term, str):
+            name, desc, nulls = term.lstrip("-"), term.startswith("-"), None
+        elif isinstance(term, OrderBy) and isinstance(term.expression, F):
+            name, desc = term.expression.name, term.descending
+            nulls = True if term.nulls_last else (False if term.nulls_first else None)
+        else:
+            return None
+        if nulls is None:  # the database's own placement of NULLs
+            nulls = (not desc) if connection.vendor == "postgresql" else desc
+        keys.append(("pk" if name == "id" else name, desc, nulls))
+    if not keys or keys[-1][0] != "pk":
+        return None
+    return keys
+
+
+def _keyset_conditions(keys, current) -> tuple:
+    """Q objects for the faces strictly before and strictly after `current` (the face's values of
+    the keys) in the order the keys describe, NULLs placed as the order places them."""
+    from django.db.models import Q
+
+    nothing = Q(pk__in=[])
+
+    def side(name, desc, nulls_last, value, later: bool):
+        op = ("lt" if desc else "gt") if later else ("gt" if desc else "lt")
+        nulls_on_this_side = nulls_last if later else not nulls_last
+        if value is None:
+            return nothing if nulls_on_this_side else Q(**{f"{name}__isnull": False})
+        q = Q(**{f"{name}__{op}": value})
+        return q | Q(**{f"{name}__isnull": True}) if nulls_on_this_side else q
+
+    def equal(name, value):
+        return Q(**{f"{name}__isnull": True}) if value is None else Q(**{name: value})
+
+    before, after = nothing, nothing
+    prefix = Q()
+    for (name, desc, nulls_last), value in zip(keys, current, strict=True):
+        before |= prefix & side(name, desc, nulls_last, value, later=False)
+        after |= prefix & side(name, desc, nulls_last, value, later=True)
+        prefix &= equal(name, value)
+    return before, after
 
 
 def face_page(*, dataset: Dataset, face_id: int, flt: FaceFilter | None = None) -> dict | None:

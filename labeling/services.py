@@ -770,23 +770,11 @@ def _ratios_validate(ratios) -> tuple[float, float, float]:
     return tuple(v / total for v in values)  # type: ignore[return-value]
 
 
-@transaction.atomic
-def splits_assign(
-    *,
-    user: AbstractBaseUser | None,
-    dataset: Dataset,
-    seed: int = 0,
-    ratios=(0.7, 0.15, 0.15),
-    duplicate_distance: int = 6,
-) -> BulkAction:
-    """Stratified, seeded train/val/test split of the included, labelled, sure faces.
-
-    Faces that must not straddle splits (near-duplicates: same file, region pHash within
-    `duplicate_distance` bits or same-shot descriptors; the same known identity or identity cluster
-    of embeddings; the same photo) form one group; groups are shuffled with the seed and dealt per class to the split
-    furthest below its target. A face whose split was set by hand keeps it, and its group follows
-    it. Faces not eligible lose an automatic split. Same data + same seed = same split.
-    """
+def _split_targets(
+    *, dataset: Dataset, seed, ratios, duplicate_distance: int, all_rows: dict
+) -> tuple[dict[int, dict], dict]:
+    """The split each face gets from `splits_assign` (only faces whose split changes or that get
+    one), and the action's params. `all_rows` are the dataset's rows (locked when applying)."""
     from labeling.selectors import face_groups_for_split
 
     shares = _ratios_validate(ratios)
@@ -794,7 +782,6 @@ def splits_assign(
         seed = int(seed)
     except (TypeError, ValueError) as exc:
         raise InvalidChange(f"The seed must be a whole number, not “{seed}”.") from exc
-    all_rows = _lock_rows(Face.objects.filter(dataset=dataset))
     eligible = dict(
         Face.objects.filter(dataset=dataset, is_excluded=False, is_unsure=False)
         .exclude(label="")
@@ -837,6 +824,63 @@ def splits_assign(
         if f not in targets and f not in manual and f not in eligible and row.split:
             targets[f] = {"split": ""}
     params = {"seed": seed, "ratios": list(shares), "duplicate_distance": duplicate_distance}
+    # Faces already on their side do not change (and are not counted as moved).
+    targets = {f: t for f, t in targets.items() if all_rows[f].split != t["split"]}
+    return targets, params
+
+
+def splits_assign_preview(
+    *, dataset: Dataset, seed=0, ratios=(0.7, 0.15, 0.15), duplicate_distance: int = 6, sample: int = PREVIEW_SAMPLE
+) -> ActionPreview:
+    """What `splits_assign` would do now, as every other bulk change is previewed: how many faces
+    would get or change a split, their share, and a sample; nothing is written."""
+    rows = (
+        Face.objects.filter(dataset=dataset)
+        .order_by("id")
+        .values_list("id", "version", "label", "is_unsure", "is_excluded", "split")
+    )
+    all_rows = {r[0]: _Row(*r) for r in rows}
+    targets, params = _split_targets(
+        dataset=dataset, seed=seed, ratios=ratios, duplicate_distance=duplicate_distance, all_rows=all_rows
+    )
+    moves: dict[str, int] = defaultdict(int)
+    for face_id, target in targets.items():
+        moves[f"{all_rows[face_id].split or 'none'} → {target['split'] or 'none'}"] += 1
+    params["moves"] = dict(sorted(moves.items()))
+    return _preview(
+        dataset=dataset,
+        faces=Face.objects.filter(pk__in=list(targets)),
+        reason=f"splits with seed {params['seed']}",
+        params=params,
+        sample=sample,
+    )
+
+
+@transaction.atomic
+def splits_assign(
+    *,
+    user: AbstractBaseUser | None,
+    dataset: Dataset,
+    seed: int = 0,
+    ratios=(0.7, 0.15, 0.15),
+    duplicate_distance: int = 6,
+    confirmed_large: bool = True,
+) -> BulkAction:
+    """Stratified, seeded train/val/test split of the included, labelled, sure faces.
+
+    Faces that must not straddle splits (near-duplicates: same file, region pHash within
+    `duplicate_distance` bits or same-shot descriptors; the same known identity or identity cluster
+    of embeddings, as people corrected it on the identities page; the same photo) form one group;
+    groups are shuffled with the seed and dealt per class to the split furthest below its target.
+    A face whose split was set by hand keeps it, and its group follows it. Faces not eligible lose
+    an automatic split. Same data + same seed = same split. Over CURATOR_MAX_ACTION_SHARE of the
+    dataset it needs `confirmed_large` (the pages preview first: splits_assign_preview).
+    """
+    all_rows = _lock_rows(Face.objects.filter(dataset=dataset))
+    targets, params = _split_targets(
+        dataset=dataset, seed=seed, ratios=ratios, duplicate_distance=duplicate_distance, all_rows=all_rows
+    )
+    action_share_check(dataset=dataset, face_count=len(targets), confirmed_large=confirmed_large)
     action = _new_action(user=user, dataset=dataset, kind=BulkAction.Kind.AUTO_SPLIT, params=params)
     _apply(action=action, rows=all_rows, targets=targets, split_manual=None)
     return action
@@ -907,16 +951,30 @@ def duplicates_keep_one(
 # --- Export -----------------------------------------------------------------------------------------
 
 
-def export_create(*, user: AbstractBaseUser | None, dataset: Dataset, include_unassigned: bool = True) -> str:
+def export_create(
+    *,
+    user: AbstractBaseUser | None,
+    dataset: Dataset,
+    include_unassigned: bool = True,
+    splits: dict[int, str] | None = None,
+    name_suffix: str = "",
+) -> str:
     """Write a zip of the included, labelled faces in folder-per-class layout per split
     (`train/female/123.jpg`; faces without a split under `unassigned/` when asked) plus
-    `manifest.csv` with labels, splits, metadata and quality. Returns its storage path."""
+    `manifest.csv` with labels, splits, metadata and quality. Returns its storage path.
+    `splits` ({face id: split}, e.g. the splits a model version was trained with, which a
+    training job assigns for its own use without changing the faces) replaces the faces' own;
+    the manifest keeps both (`split`: the one exported, `dataset_split`: the face's own)."""
     faces = (
         Face.objects.filter(dataset=dataset, is_excluded=False).exclude(label="").select_related("image").order_by("id")
     )
-    if not include_unassigned:
-        faces = faces.exclude(split="")
     rows = list(faces)
+    for face in rows:
+        face.dataset_split = face.split
+        if splits is not None:
+            face.split = splits.get(face.pk, "")
+    if not include_unassigned:
+        rows = [f for f in rows if f.split]
     if not rows:
         raise NoFaces("There are no included, labelled faces to export.")
     meta_keys = sorted({k for f in rows for k in (f.image.metadata or {})})
@@ -925,6 +983,7 @@ def export_create(*, user: AbstractBaseUser | None, dataset: Dataset, include_un
         "file",
         "label",
         "split",
+        "dataset_split",
         "is_unsure",
         "source_image",
         "face_index",
@@ -937,7 +996,7 @@ def export_create(*, user: AbstractBaseUser | None, dataset: Dataset, include_un
         *(f"meta_{k}" for k in meta_keys),
     ]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = f"datasets/{dataset.pk}/exports/{dataset.pk}-{stamp}.zip"
+    path = f"datasets/{dataset.pk}/exports/{dataset.pk}-{stamp}{'-' + name_suffix if name_suffix else ''}.zip"
     manifest = io.StringIO()
     writer = csv.writer(manifest)
     writer.writerow(csv_row(columns))  # metadata keys come from labels.csv headers
@@ -959,6 +1018,7 @@ def export_create(*, user: AbstractBaseUser | None, dataset: Dataset, include_un
                             name,
                             face.label,
                             face.split,
+                            face.dataset_split,
                             int(face.is_unsure),
                             face.image.original_name,
                             face.index,

@@ -1,8 +1,10 @@
 """The grid's embedding filters and sorts, plugged into `FaceFilterSet` like training's prediction
 filters (labeling/apps.py registers `EMBEDDING_FILTERS`):
 
-- `similar_to=<face id>`: the SIMILAR_K faces nearest to that face by descriptor distance (the face
-  itself left out); `sort=distance` orders them nearest first and the tiles show the distance;
+- `similar_to=<face id>`: that face itself (distance 0, first) and the SIMILAR_K faces nearest to
+  it by descriptor distance; `sort=distance` orders them nearest first and the tiles show the
+  distance; while descriptors are still being computed the grid's sentence says how many faces
+  can be found so far;
 - `ids=1,2,3`: exactly these faces; `selection=<id>`: the faces of a saved selection (a lasso on
   the map can pick thousands, more than a URL holds);
 - `sort=uniqueness`: by the stored uniqueness score (`-uniqueness`: most unique first,
@@ -29,6 +31,24 @@ def similar_neighbours(*, dataset, face_id: int, k: int = SIMILAR_K) -> list[tup
     if face is None or embedding_selectors.face_vector(face) is None:
         return None
     return embedding_selectors.face_neighbours(face=face, k=k)
+
+
+def _descriptors_pending(face_id: int) -> str:
+    """Words for a similarity grid while the dataset's descriptors are incomplete: faces without
+    one cannot be found yet, and the grid must not look complete ("" when all are there)."""
+    from curator.models import Face
+
+    face = Face.objects.filter(pk=face_id).select_related("dataset").first()
+    if face is None:
+        return ""
+    progress = embedding_selectors.descriptor_progress(dataset=face.dataset)
+    if progress["done"] >= progress["faces"]:
+        return ""
+    state = "still being computed" if progress["running"] else "missing (not queued)"
+    return (
+        f"searched among the {progress['done']} of {progress['faces']} faces that have a descriptor so far "
+        f"(the others' are {state}: they can show up later)"
+    )
 
 
 class EmbeddingFilters:
@@ -82,7 +102,9 @@ class EmbeddingFilters:
                     "computed in the background after alignment)."
                 )
             else:
-                distances = dict(neighbours)
+                # The face asked about comes first: a grid "like face 12" without face 12 hid
+                # what the others were compared with.
+                distances = {face_id: 0.0, **dict(neighbours)}
                 matching = matching.filter(pk__in=list(distances))
                 distance_order = distances
         elif sort.lstrip("-") == "distance":
@@ -99,7 +121,12 @@ class EmbeddingFilters:
         """This extension's part of the grid's "Showing faces ..." sentence."""
         words = []
         if values.get("similar_to") is not None:
-            words.append(f"most like face {values['similar_to']} (its {SIMILAR_K} nearest by descriptor)")
+            words.append(
+                f"most like face {values['similar_to']} (itself first, then its {SIMILAR_K} nearest by descriptor)"
+            )
+            pending = _descriptors_pending(values["similar_to"])
+            if pending:
+                words.append(pending)
         if values.get("selection") is not None:
             words.append(f"of selection #{values['selection']} (picked on the map)")
         if values.get("ids"):
@@ -136,5 +163,6 @@ def faces_attach_distances(*, faces: list, values: dict, dataset) -> None:
     if face_id is None:
         return
     distances = dict(similar_neighbours(dataset=dataset, face_id=face_id) or [])
+    distances[face_id] = 0.0  # the face itself, shown first
     for face in faces:
         face.similar_distance = distances.get(face.pk)

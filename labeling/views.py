@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from curator.models import Dataset, ImportBatch
+from curator.models import Dataset, Face, ImportBatch
 from curator.permissions import can_curate, get_dataset_for
 from labeling import filters, selectors, services, similarity
 from labeling.extensions import prediction_provider
@@ -288,7 +288,7 @@ def overview(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "ov": selectors.dataset_overview(dataset=dataset),
             "histograms": selectors.quality_histograms_svg(dataset=dataset),
             "can_curate": curator,
-            "exports": selectors.exports_list(dataset=dataset) if curator else [],
+            **(_export_context(dataset) if curator else {}),
             "rules": services.RULE_FIELDS,
             "keys": class_keys_for(dataset),
             "rule_actions": BulkAction.objects.filter(dataset=dataset, kind=BulkAction.Kind.RULE)[:20],
@@ -428,16 +428,54 @@ def min_per_class_apply(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return _done(request, dataset, f"Minimum per class: {action.face_count} face(s) excluded (classes: {classes}).")
 
 
+def _split_params(params) -> dict:
+    return {
+        "seed": params.get("seed", "0") or "0",
+        "train": params.get("train", 70),
+        "val": params.get("val", 15),
+        "test": params.get("test", 15),
+    }
+
+
+@require_GET
+def splits_preview(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """What "Assign splits" would do (faces that get or change a split, from where to where, a
+    sample), with the Confirm button, as every other bulk change; nothing changes until then."""
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    params = _split_params(request.GET)
+    try:
+        preview = services.splits_assign_preview(
+            dataset=dataset, seed=params["seed"], ratios=(params["train"], params["val"], params["test"])
+        )
+    except services.LabelingError as exc:
+        messages.error(request, exc.message)
+        return redirect("labeling:overview", dataset_id=dataset.pk)
+    return render(
+        request,
+        "labeling/splits_preview.html",
+        {
+            "dataset": dataset,
+            "preview": preview,
+            "hidden": params,
+            "max_share": round(settings.CURATOR_MAX_ACTION_SHARE * 100, 1),
+        },
+    )
+
+
 @require_POST
 def splits_assign(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _curator_post(request, dataset_id)
+    params = _split_params(request.POST)
     try:
         action = services.splits_assign(
             user=request.user,
             dataset=dataset,
-            seed=request.POST.get("seed", "0") or "0",
-            ratios=(request.POST.get("train", 70), request.POST.get("val", 15), request.POST.get("test", 15)),
+            seed=params["seed"],
+            ratios=(params["train"], params["val"], params["test"]),
+            confirmed_large=_confirmed_large(request),
         )
+    except services.NeedsConfirmation as exc:
+        return _needs_confirmation(request, exc, reverse("labeling:splits_preview", args=[dataset.pk]), params)
     except services.LabelingError as exc:
         messages.error(request, exc.message)
         return redirect("labeling:overview", dataset_id=dataset.pk)
@@ -446,15 +484,68 @@ def splits_assign(request: HttpRequest, dataset_id: int) -> HttpResponse:
     )
 
 
+def _export_choices(dataset: Dataset) -> list[tuple[str, str]]:
+    """("dataset", the dataset's own splits) and ("version:<id>", the splits of version N) for
+    every version with a snapshot of the splits it was trained with."""
+    own = Face.objects.filter(dataset=dataset).exclude(split="").count()
+    choices = [("dataset", f"the dataset's own splits ({own} faces have one)")]
+    for version in prediction_provider().versions(dataset=dataset):
+        if prediction_provider().version_has_splits(model_version=version):
+            active = " (active)" if getattr(version, "is_active", False) else ""
+            choices.append((f"version:{version.pk}", f"the splits of version {version.number}{active}"))
+    return choices
+
+
+def _export_splits(dataset: Dataset, choice: str) -> tuple[dict[int, str] | None, str]:
+    """The face → split map and the zip's name suffix of an export choice (None: the dataset's own)."""
+    if not choice.startswith("version:"):
+        return None, ""
+    try:
+        version = prediction_provider().version(dataset=dataset, version_id=int(choice.split(":", 1)[1]))
+    except ValueError:
+        version = None
+    splits = prediction_provider().version_splits(model_version=version) if version is not None else None
+    if splits is None:
+        raise services.InvalidChange("That model version has no record of its splits to export.")
+    return splits, f"v{version.number}-splits"
+
+
+def export_panel(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The export form and the exports made so far: on the dataset page (an htmx fragment, as
+    curator may not import labeling) and on the curation page."""
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    return render(request, "labeling/_export.html", _export_context(dataset, back=request.GET.get("back", "")))
+
+
+def _export_context(dataset: Dataset, *, back: str = "") -> dict:
+    choices = _export_choices(dataset)
+    own = Face.objects.filter(dataset=dataset).exclude(split="").exists()
+    # Without splits of its own (a trained dataset keeps its job's split in the version), the
+    # newest version's splits are what a person exporting "the training data" means.
+    default = "dataset" if own or len(choices) == 1 else choices[1][0]
+    return {
+        "dataset": dataset,
+        "export_choices": choices,
+        "export_default": default,
+        "exports": selectors.exports_list(dataset=dataset),
+        "back": back,
+    }
+
+
 @require_POST
 def export_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _curator_post(request, dataset_id)
+    back = request.POST.get("back", "")
     try:
-        path = services.export_create(user=request.user, dataset=dataset)
+        splits, suffix = _export_splits(dataset, request.POST.get("splits", "dataset"))
+        path = services.export_create(user=request.user, dataset=dataset, splits=splits, name_suffix=suffix)
+        messages.success(request, f"Export ready: {PurePosixPath(path).name}.")
     except services.LabelingError as exc:
         messages.error(request, exc.message)
-        return redirect("labeling:overview", dataset_id=dataset.pk)
-    return _done(request, dataset, f"Export ready: {PurePosixPath(path).name}.")
+    # Back to the page the form was on: the dataset page, or the curation page.
+    if back == reverse("curator:dataset_detail", args=[dataset.pk]):
+        return redirect(back)
+    return redirect("labeling:overview", dataset_id=dataset.pk)
 
 
 @require_GET

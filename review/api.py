@@ -62,10 +62,13 @@ def _queue_name(data: dict) -> str:
 
 
 def _face_state(face: Face) -> dict:
+    from curator.colours import class_css
+
     return {
         "id": face.pk,
         "version": face.version,
         "label": face.label,
+        "label_css": class_css(face.dataset.classes, face.label),  # the badge's class colour
         "is_unsure": face.is_unsure,
         "is_excluded": face.is_excluded,
     }

@@ -87,7 +87,6 @@ def _queue_context(request: HttpRequest, dataset: Dataset, *, version=None, run=
         "ranking_text": selectors.RANKINGS[selectors.OUT_OF_FOLD if run else selectors.DISAGREEMENT],
         "items": items,
         "progress": selectors.review_progress(model_version=version, run=run),
-        "class_index": {name: i for i, name in enumerate(dataset.classes)},
         "can_curate": can_curate(request.user, dataset),
         "decide_url": reverse("api-review-decision", args=[dataset.pk]),
         "undo_url": reverse("api-review-undo", args=[dataset.pk]),
@@ -133,7 +132,6 @@ def active_queue(request: HttpRequest, dataset_id: int, version_id: int) -> Http
             "remaining": selectors.active_learning_queue(model_version=version).count(),
             "keys": keys,
             "keys_json": json.dumps(keys),
-            "class_index": {name: i for i, name in enumerate(dataset.classes)},
         },
     )
 
@@ -159,7 +157,6 @@ def suggestions(request: HttpRequest, dataset_id: int, version_id: int) -> HttpR
             "ranking_text": selectors.RANKINGS[selectors.SUGGESTIONS],
             "keys": keys,
             "keys_json": json.dumps(keys),
-            "class_index": {name: i for i, name in enumerate(dataset.classes)},
             "foreign_classes": [c for c in version.classes if c not in dataset.classes],
             "can_annotate": can_annotate(request.user, dataset),
             "can_curate": can_curate(request.user, dataset),
@@ -212,7 +209,6 @@ def suggestions_accept(request: HttpRequest, dataset_id: int, version_id: int) -
             "dataset": dataset,
             "version": version,
             "preview": preview,
-            "class_index": {name: i for i, name in enumerate(dataset.classes)},
             "queue_url": queue_url,
         },
     )

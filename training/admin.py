@@ -4,6 +4,8 @@ itself (below), so curator never imports training."""
 
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from curator.admin import DatasetAdmin
 from curator.permissions import can_curate
@@ -45,7 +47,12 @@ def train_on_dataset(modeladmin, request, queryset):
             except (TrainingDataError, ConfigError) as exc:
                 modeladmin.message_user(request, f"{ds.name}: not queued. {exc}", messages.ERROR)
             else:
-                modeladmin.message_user(request, f"{ds.name}: training job {job.pk} queued.", messages.SUCCESS)
+                url = reverse("training:job_detail", args=[job.pk])
+                modeladmin.message_user(
+                    request,
+                    format_html('{}: <a href="{}">training job {}</a> queued.', ds.name, url, job.pk),
+                    messages.SUCCESS,
+                )
                 n_faces = guidance.dataset_guidance(dataset=ds).n_faces
                 warning = guidance.architecture_warning(architecture=architecture, n_faces=n_faces)
                 if warning:

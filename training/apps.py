@@ -12,6 +12,11 @@ class TrainingConfig(AppConfig):
         from training import selectors
 
         labels_changed.connect(_labels_changed, dispatch_uid="training.predictions_disagrees_sync")
+        # The active version follows the data: faces added or re-aligned get its predictions
+        # (and so its suggestions) once their descriptors are there, with no button.
+        from embeddings.signals import descriptors_computed
+
+        descriptors_computed.connect(_descriptors_computed, dispatch_uid="training.predictions_follow")
         extensions.prediction_provider_register(selectors.PREDICTION_PROVIDER)
         # The grid's and the API's prediction filters (model, predicted, disagrees, confidence).
         from labeling.filters import register_face_filters
@@ -35,3 +40,9 @@ def _labels_changed(sender, *, face_ids, label, **kwargs) -> None:
     from training.services import predictions_disagrees_sync
 
     predictions_disagrees_sync(face_ids=face_ids, label=label)
+
+
+def _descriptors_computed(sender, *, dataset_ids, face_ids, **kwargs) -> None:
+    from training.services import predictions_follow_queue
+
+    predictions_follow_queue(dataset_ids=dataset_ids, face_ids=face_ids)

@@ -56,6 +56,14 @@ class TrainingJob(BackgroundJob):
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="retrain_jobs"
     )
 
+    @property
+    def epoch_shown(self) -> int:
+        """The epoch every page shows (the job page and the models table alike): the one being
+        trained while the job runs, the epochs completed once it has finished."""
+        if self.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return self.epoch
+        return len(self.history)
+
     class Meta:
         ordering = ["-created_at"]
 
@@ -93,6 +101,9 @@ class ModelVersion(models.Model):
     keras_version = models.CharField(max_length=32, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=False)
+    # Batches of new or re-aligned faces queued for this version's predictions and not done yet
+    # (the active version follows the data); pages say "computing" while it is above 0.
+    predictions_pending = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -53,9 +53,12 @@ def inline(svg: bytes) -> str:
     return text[text.index("<svg") :].replace(' target="_blank"', "")
 
 
-def confusion_svg(matrix: list[list[int]], classes: list[str], link: Link | None = None) -> bytes:
+def confusion_svg(
+    matrix: list[list[int]], classes: list[str], link: Link | None = None, colours: list[str] | None = None
+) -> bytes:
     """Cells drawn as squares (not one image) so each can be a link: link(i, j) is the grid of
-    the faces labelled classes[i] and predicted classes[j]."""
+    the faces labelled classes[i] and predicted classes[j]. `colours` (one per class: the class
+    colours of every page, curator.colours) mark each row and column with its class's colour."""
     n = len(classes)
     fig = Figure(figsize=(1.2 + 0.9 * n, 1.0 + 0.8 * n))
     ax = fig.subplots()
@@ -70,6 +73,12 @@ def confusion_svg(matrix: list[list[int]], classes: list[str], link: Link | None
             if url:
                 cell.set_url(url)
                 cell.set_gid(f"cell-{i}-{j}")
+    for k, colour in enumerate(colours or []):
+        # A strip of the class colour beside its row and under its column, outside the cells.
+        ax.add_patch(Rectangle((-0.72, k - 0.45), 0.14, 0.9, facecolor=colour, edgecolor="none", clip_on=False))
+        ax.add_patch(
+            Rectangle((k - 0.45, n - 0.5 + 0.08), 0.9, 0.14, facecolor=colour, edgecolor="none", clip_on=False)
+        )
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_aspect("equal")

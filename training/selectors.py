@@ -5,7 +5,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from curator.models import Dataset
+from curator.models import Dataset, Face, SourceImage
 from curator.permissions import visible_datasets
 from training.models import JobStatus, ModelVersion, Prediction, TrainingJob
 
@@ -67,7 +67,8 @@ def job_progress(*, job: TrainingJob) -> dict:
     else:
         percent = 100.0 * len(job.history) / epochs if job.history else 0.0
     last = job.history[-1] if job.history else {}
-    version = ModelVersion.objects.filter(job=job).only("pk", "number").first()
+    version = ModelVersion.objects.filter(job=job).only("pk", "number", "is_active").first()
+    active = ModelVersion.objects.filter(dataset_id=job.dataset_id, is_active=True).only("pk", "number").first()
     return {
         "id": job.pk,
         "status": job.status,
@@ -76,7 +77,7 @@ def job_progress(*, job: TrainingJob) -> dict:
         "phase_display": PHASE_NAMES.get(job.phase, job.phase.capitalize()),
         "phase_done": job.phase_done,
         "phase_total": job.phase_total,
-        "epoch": job.epoch,
+        "epoch": job.epoch_shown,
         "epochs": job.epochs,
         "batch": job.batch,
         "batches_per_epoch": job.batches_per_epoch,
@@ -90,6 +91,12 @@ def job_progress(*, job: TrainingJob) -> dict:
         "queue_position": queue_position(job=job),
         "model_version": version.pk if version else None,
         "model_version_number": version.number if version else None,
+        "model_version_active": bool(version and version.is_active),
+        # The dataset's first version is activated by the job itself (services.model_version_activate_first).
+        "first_version": bool(version)
+        and not ModelVersion.objects.filter(dataset_id=job.dataset_id, number__lt=version.number).exists(),
+        "active_version": active.pk if active else None,
+        "active_version_number": active.number if active else None,
     }
 
 
@@ -206,11 +213,45 @@ class _PredictionProvider:
     def face_ids(self, *, model_version: ModelVersion, **lookups) -> QuerySet:
         return Prediction.objects.filter(model_version=model_version, **lookups).values("face_id")
 
+    def version_has_splits(self, *, model_version: ModelVersion) -> bool:
+        return bool(model_version.snapshot)
+
+    def version_splits(self, *, model_version: ModelVersion) -> dict[int, str] | None:
+        """The snapshot's splits (the job's own split of faces the dataset had none for included)."""
+        from training.data import snapshot_read
+
+        if not model_version.snapshot:
+            return None
+        try:
+            return {row["face_id"]: row["split"] for row in snapshot_read(model_version.snapshot)}
+        except (FileNotFoundError, OSError):
+            return None
+
 
 PREDICTION_PROVIDER = _PredictionProvider()
 
 
 # --- Rows the review queues start from (review joins them with its decisions) -----------------
+
+
+def active_predictions_progress(*, dataset: Dataset) -> dict | None:
+    """The active version's predictions of the dataset's faces: how many faces it has predicted,
+    of how many aligned faces, and whether new faces' predictions are being computed (queued on
+    `predict`, or waiting for their alignment or descriptors). None without an active version."""
+    from embeddings.models import DescriptorSet
+
+    version = ModelVersion.objects.filter(dataset=dataset, is_active=True).first()
+    if version is None:
+        return None
+    faces = Face.objects.filter(dataset=dataset).exclude(crop="").count()
+    done = Prediction.objects.filter(model_version=version, face__dataset=dataset).count()
+    upstream = (
+        DescriptorSet.objects.filter(dataset=dataset, batches_pending__gt=0).exists()
+        or SourceImage.objects.filter(dataset=dataset, status=SourceImage.Status.PENDING).exists()
+    )
+    # Faces still being aligned or described will be predicted next: that is "computing" too.
+    computing = version.predictions_pending > 0 or upstream
+    return {"version": version, "faces": faces, "done": done, "computing": computing, "missing": faces - done}
 
 
 def version_predictions(*, model_version: ModelVersion) -> QuerySet[Prediction]:

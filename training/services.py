@@ -17,7 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, connections, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from curator.models import Dataset, Face
@@ -261,6 +261,8 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             _job_finish(job.pk, status=JobStatus.CANCELLED, reporter=reporter, timings=timings)
         else:
             reporter.log(f"Done in {timings['total_s']:.0f} s: version {version.number}.")
+            if model_version_activate_first(model_version=version):
+                reporter.log(f"Version {version.number} is the dataset's first: it is now the active model.")
             _job_finish(job.pk, status=JobStatus.SUCCEEDED, reporter=reporter, timings=timings)
     except JobCancelled:
         timings["total_s"] = round(time.monotonic() - started, 2)
@@ -672,6 +674,20 @@ def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
     return model_version
 
 
+def model_version_activate_first(*, model_version: ModelVersion) -> bool:
+    """Activate a dataset's first version (a successful job's, when the dataset has no other
+    version), so a new user's first model serves predictions, suggestions and the predict page
+    at once; later versions are activated by a curator (one click on the job page or the models
+    table). Returns whether it was activated."""
+    if ModelVersion.objects.filter(dataset_id=model_version.dataset_id).exclude(pk=model_version.pk).exists():
+        return False
+    try:
+        model_version_activate(model_version=model_version)
+    except ActivationRefused:
+        return False
+    return True
+
+
 def model_version_deactivate(*, model_version: ModelVersion) -> ModelVersion:
     ModelVersion.objects.filter(pk=model_version.pk).update(is_active=False)
     model_version.refresh_from_db()
@@ -708,6 +724,43 @@ def predictions_compute(*, model_version: ModelVersion, batch_size: int = 256, p
         if progress:
             progress(done, len(rows))
     return Prediction.objects.filter(model_version=model_version).count()
+
+
+def predictions_follow_queue(*, dataset_ids, face_ids: list[int]) -> int:
+    """Queue the predictions of these faces by their dataset's active version, if it has one, on
+    the `predict` queue once the transaction commits; the version counts the batch as pending
+    meanwhile, so pages say "computing". Returns the number of versions queued."""
+    from training import tasks
+
+    face_ids = sorted({int(f) for f in face_ids})
+    versions = list(ModelVersion.objects.filter(dataset_id__in=list(dataset_ids), is_active=True))
+    for version in versions:
+        ids = list(Face.objects.filter(pk__in=face_ids, dataset_id=version.dataset_id).values_list("pk", flat=True))
+        if not ids:
+            continue
+
+        def send(version_id=version.pk, ids=ids):
+            ModelVersion.objects.filter(pk=version_id).update(predictions_pending=F("predictions_pending") + 1)
+            tasks.predict_faces.delay(version_id, ids)
+
+        transaction.on_commit(send, robust=True)
+    return len(versions)
+
+
+def predictions_follow_compute(*, version_id: int, face_ids: list[int]) -> int:
+    """Predict these faces with the version (gone faces and a deleted version are skipped), then
+    count the batch as done. Returns the number of faces predicted."""
+    try:
+        version = ModelVersion.objects.filter(pk=version_id).first()
+        if version is None:
+            return 0
+        faces = Face.objects.filter(pk__in=face_ids, dataset_id=version.dataset_id)
+        predictions_compute(model_version=version, faces=faces)
+        return Prediction.objects.filter(model_version=version, face_id__in=face_ids).count()
+    finally:
+        ModelVersion.objects.filter(pk=version_id, predictions_pending__gt=0).update(
+            predictions_pending=F("predictions_pending") - 1
+        )
 
 
 def faces_probabilities(*, models: list, rows: list[tuple[int, str]]) -> tuple[list[int], list[np.ndarray]]:

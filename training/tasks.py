@@ -23,3 +23,12 @@ def predict_version(version_id: int) -> int:
     from training.services import predictions_compute
 
     return predictions_compute(model_version=ModelVersion.objects.get(pk=version_id))
+
+
+@shared_task(name="training.tasks.predict_faces", acks_late=True)
+def predict_faces(version_id: int, face_ids: list[int]) -> int:
+    """Predict some faces (new or re-aligned ones) with a version (queue `predict`): the active
+    version following the data. Safe to run twice."""
+    from training.services import predictions_follow_compute
+
+    return predictions_follow_compute(version_id=version_id, face_ids=face_ids)

@@ -5,6 +5,7 @@ from training import views
 app_name = "training"
 urlpatterns = [
     path("datasets/<int:dataset_id>/", views.dataset_training, name="dataset_training"),
+    path("datasets/<int:dataset_id>/predictions/", views.predictions_progress, name="predictions_progress"),
     path("datasets/<int:dataset_id>/train/", views.job_create, name="job_create"),
     path("datasets/<int:dataset_id>/compare/", views.version_compare, name="version_compare"),
     path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),

@@ -13,6 +13,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from curator.permissions import can_curate, get_dataset_for
@@ -73,7 +74,8 @@ def job_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
         except ConfigError as exc:  # the form checks the same rules; kept for a clear message anyway
             data_error = str(exc)
         else:
-            messages.success(request, f"Training job {job.pk} queued.")
+            # No "queued" message: the job page says Queued itself, and a banner would stay on
+            # the page (which only refreshes its progress) after the job succeeded.
             warning = guidance.architecture_warning(architecture=architecture, n_faces=advice.n_faces)
             if warning:
                 messages.warning(request, warning)
@@ -93,6 +95,14 @@ def job_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "form_script_data": {"warn": list(advice.warn_architectures), "unavailable": advice.unavailable},
         },
     )
+
+
+def predictions_progress(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The dataset page's fragment for the active version's predictions (htmx; polls itself while
+    new faces' predictions are computed)."""
+    dataset = get_dataset_for(request.user, dataset_id)
+    progress = selectors.active_predictions_progress(dataset=dataset)
+    return render(request, "training/_predictions_progress.html", {"dataset": dataset, "progress": progress})
 
 
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
@@ -180,6 +190,7 @@ def _drilldown_plots(version: ModelVersion, metrics: dict) -> list[tuple[str, st
             matrix,
             classes,
             link=lambda i, j: _test_grid(version, model_label=classes[i], predicted=classes[j]),
+            colours=_class_colours(version),
         )
         out.append(("confusion", plots.inline(svg)))
     svg = plots.calibration_svg(
@@ -258,8 +269,12 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
                 if isinstance(n_test, int) and accuracy is not None
                 else None,
                 "errors_url": _test_grid(version, model_correct="0"),
-                "disputed": selectors.version_predictions(model_version=version).filter(disagrees=True).count(),
-                "disputed_url": grid_url(version, disagrees="1"),
+                # Included faces only, as the review queue counts them (an excluded face is
+                # out of the data: it is not disputed, and was counted here by mistake).
+                "disputed": selectors.version_predictions(model_version=version)
+                .filter(disagrees=True, face__is_excluded=False)
+                .count(),
+                "disputed_url": grid_url(version, disagrees="1", excluded="0"),
             },
             "others": others,
             "members": selectors.ensemble_members(version=version),
@@ -269,13 +284,20 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     )
 
 
+def _class_colours(version: ModelVersion) -> list[str]:
+    """The version's classes in the colours of its dataset's class list (every page's colours)."""
+    from curator.colours import class_colour
+
+    return [class_colour(version.dataset.classes, name) for name in version.classes]
+
+
 def version_plot(request: HttpRequest, version_id: int, kind: str) -> HttpResponse:
     from training import plots
 
     version = selectors.version_for(request.user, version_id)
     metrics = with_intervals(version.metrics or {})
     if kind == "confusion" and metrics.get("confusion_matrix"):
-        return _svg(plots.confusion_svg(metrics["confusion_matrix"], version.classes))
+        return _svg(plots.confusion_svg(metrics["confusion_matrix"], version.classes, colours=_class_colours(version)))
     if kind == "calibration":
         return _svg(plots.calibration_svg(metrics.get("calibration", [])))
     if kind == "slices":
@@ -317,6 +339,10 @@ def version_activate(request: HttpRequest, version_id: int) -> HttpResponse:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Version {version.number} is now the active model of {version.dataset.name}.")
+    # One click from the job page or the models table returns there.
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=False):
+        return redirect(back)
     return redirect("training:version_detail", version_id=version.pk)
 
 

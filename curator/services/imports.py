@@ -497,9 +497,10 @@ def _run_import(batch: ImportBatch, candidates: list[Candidate]) -> ImportBatch:
         feed.close()  # what was stored is aligned all the same
         raise
     batch.label_layout = layouts.most_common(1)[0][0] if layouts else ImportBatch.LabelLayout.NONE
+    batch.label_sources = dict(layouts)
     batch.status = ImportBatch.Status.DONE
     batch.finished_at = timezone.now()
-    batch.save(update_fields=["label_layout", "status", "finished_at"])
+    batch.save(update_fields=["label_layout", "label_sources", "status", "finished_at"])
     feed.close()
     return batch
 

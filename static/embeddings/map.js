@@ -20,9 +20,16 @@ const openButton = document.getElementById("map-open-grid");
 
 const PAD = 16;
 const RADIUS = 3;
-// Tableau 10, then grey for the "none" category each colouring ends with.
+// Splits and metadata: Tableau 10, then grey for the "none" category each colouring ends with.
 const PALETTE = ["#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#17becf", "#bcbd22", "#7f7f7f"];
 const NONE = "#c8c8c8";
+// Labels and predictions: the class colours of every page (curator/colours.py, read from the
+// CSS custom properties --class-<i> of curator.css), by the class's place in the dataset's list.
+const CLASSES = (root.dataset.classes || "").split(",").filter(Boolean);
+const CLASS_COLOURS = Array.from({ length: 8 }, (_, i) =>
+  getComputedStyle(document.documentElement).getPropertyValue(`--class-${i}`).trim(),
+);
+const CLASS_OTHER = getComputedStyle(document.documentElement).getPropertyValue("--class-other").trim() || NONE;
 
 const state = {
   faces: null, // {id, x, y, crop, label, split, excluded} as parallel arrays
@@ -129,14 +136,14 @@ async function recolour() {
   const value = colourSelect.value;
   if (!state.faces) return;
   if (value === "label" || value === "split") {
-    state.colour = { categories: state.categories[value], codes: state.faces[value] };
+    state.colour = { categories: state.categories[value], codes: state.faces[value], byClass: value === "label" };
   } else {
     const [by, model] = value.split(":");
     const params = new URLSearchParams({ by });
     if (model) params.set("model", model);
     try {
       const data = await api(`${root.dataset.coloursUrl}?${params}`);
-      state.colour = { categories: data.categories, codes: data.codes };
+      state.colour = { categories: data.categories, codes: data.codes, byClass: by === "prediction" };
     } catch (e) {
       say(e.message, { error: true });
       return;
@@ -149,6 +156,10 @@ async function recolour() {
 function colourOf(code) {
   const n = state.colour.categories.length;
   if (code === n - 1) return NONE; // every colouring's last category is "none"/"unlabelled"/...
+  if (state.colour.byClass) {
+    const i = CLASSES.indexOf(state.colour.categories[code]);
+    return i < 0 ? CLASS_OTHER : CLASS_COLOURS[i % CLASS_COLOURS.length];
+  }
   return PALETTE[code % (PALETTE.length - 1)];
 }
 

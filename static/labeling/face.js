@@ -34,12 +34,27 @@ function initZoom(svg) {
     return { x: view.x + (event.clientX - r.left - ox) / scale, y: view.y + (event.clientY - r.top - oy) / scale };
   }
 
+  // Without a point (the + and − buttons and keys) zoom about the face while it is in view, so
+  // "+" goes towards the face and not the photo's centre (issue 20).
+  function faceCentre() {
+    const [l, t, r, b] = (svg.dataset.box || "").split(",").map(Number);
+    if (!(r > l && b > t)) return null;
+    const c = { x: (l + r) / 2, y: (t + b) / 2 };
+    const inView = c.x >= view.x && c.x <= view.x + view.w && c.y >= view.y && c.y <= view.y + view.h;
+    return inView ? c : null;
+  }
+
   function zoom(factor, center) {
-    const c = center || { x: view.x + view.w / 2, y: view.y + view.h / 2 };
+    const c = center || faceCentre() || { x: view.x + view.w / 2, y: view.y + view.h / 2 };
     const w = view.w / factor;
     const h = w * (H / W);
-    // Keep the point under the cursor where it is.
-    view = clamp({ x: c.x - ((c.x - view.x) / view.w) * w, y: c.y - ((c.y - view.y) / view.h) * h, w, h });
+    if (center) {
+      // Keep the point under the cursor where it is.
+      view = clamp({ x: c.x - ((c.x - view.x) / view.w) * w, y: c.y - ((c.y - view.y) / view.h) * h, w, h });
+    } else {
+      // A button or a key: the face (or the view's centre) to the middle.
+      view = clamp({ x: c.x - w / 2, y: c.y - h / 2, w, h });
+    }
     apply();
   }
 
@@ -97,6 +112,7 @@ function initZoom(svg) {
     });
   }
   apply();
+  return { zoomIn: () => zoom(2), zoomOut: () => zoom(0.5) };
 }
 
 function initRelabel(root) {
@@ -124,13 +140,73 @@ function initRelabel(root) {
     }
   }
 
+  async function post(url, body) {
+    say("Saving…", "ok");
+    const data = await postJSON(url, { ...body, flash: true });
+    if (data.ok) window.location.reload();
+    else say(data.error, "error");
+  }
+
+  function notFace() {
+    return post(root.dataset.notFaceUrl, { faces: [Number(id)], versions: { [id]: Number(root.dataset.version) } });
+  }
+
   for (const button of root.querySelectorAll("[data-change]")) {
     button.addEventListener("click", () => send(JSON.parse(button.dataset.change)));
   }
+  document.getElementById("not-a-face")?.addEventListener("click", notFace);
   const split = document.getElementById("set-split");
   if (split) split.addEventListener("click", () => send({ split: document.getElementById("face-split").value }));
+  return {
+    label: (name) => send({ label: name }),
+    unsure: () => send({ is_unsure: root.dataset.unsure !== "1" }),
+    exclude: () => send({ is_excluded: root.dataset.excluded !== "1" }),
+    notFace,
+    undo: () => post(root.dataset.undoUrl, {}),
+  };
 }
 
-if (photo) initZoom(photo);
+// The grid's keys, for this one face: the page's key map (labeling/keys.py, page "face") says
+// which key does what, as the `?` overlay lists them.
+function initKeys(root, actions, zoomer) {
+  const block = document.getElementById("page-keys");
+  if (!block) return;
+  const map = JSON.parse(block.textContent);
+  const byKey = Object.fromEntries(Object.entries(map.bindings || {}).map(([action, key]) => [key, action]));
+  const classByKey = Object.fromEntries(Object.entries(map.classes || {}).map(([name, key]) => [key, name]));
+  const follow = (id) => {
+    const link = document.getElementById(id);
+    if (link) window.location.href = link.href;
+  };
+  const run = {
+    unsure: actions.unsure,
+    exclude: actions.exclude,
+    not_face: actions.notFace,
+    undo: actions.undo,
+    previous_face: () => follow("prev-face"),
+    next_face: () => follow("next-face"),
+    zoom_in: () => zoomer?.zoomIn(),
+    zoom_out: () => zoomer?.zoomOut(),
+    similar: () => (window.location.href = root.dataset.similarUrl),
+  };
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target.closest("input, select, textarea")) return;
+    if (document.querySelector(".keymap:not([hidden])")) return; // the `?` overlay is open
+    const key = event.key === "=" ? "+" : event.key; // + without shift
+    const name = classByKey[key.toLowerCase()];
+    if (name !== undefined) {
+      event.preventDefault();
+      return actions.label(name);
+    }
+    const action = byKey[key];
+    if (action && run[action]) {
+      event.preventDefault();
+      run[action]();
+    }
+  });
+}
+
+const zoomer = photo ? initZoom(photo) : null;
 const page = document.getElementById("face-page");
-if (page) initRelabel(page);
+if (page) initKeys(page, initRelabel(page), zoomer);

@@ -97,7 +97,8 @@ export function initFaceGrid(root, options = {}) {
     const badge = tile.querySelector(".badge");
     if (badge) {
       const index = classOrder.indexOf(face.label);
-      badge.className = `badge ${face.label ? "c" + (index >= 0 ? index : 9) : "none"}`;
+      // The class colour: its position in the dataset's class list (curator/colours.py).
+      badge.className = `badge ${face.label ? "c" + (index >= 0 ? index % 8 : 9) : "none"}`;
       badge.textContent = face.label || "unlabelled";
     }
     const flags = tile.querySelector(".flags");
@@ -143,8 +144,12 @@ export function initFaceGrid(root, options = {}) {
     state.detailTimer = setTimeout(async () => {
       // ".../faces/0/" or ".../faces/0/?model=3": the face's id replaces the 0.
       const url = root.dataset.detailUrl.replace(/\/0\/(?=\?|$)/, `/${id}/`);
-      const response = await fetch(url, { credentials: "same-origin" });
-      if (response.ok) detail.innerHTML = await response.text();
+      // Only the latest request may fill the panel: an older answer arriving late would show
+      // another face, or this face as it was before a change.
+      const ticket = (state.detailTicket = (state.detailTicket || 0) + 1);
+      const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+      const text = response.ok ? await response.text() : null;
+      if (text !== null && ticket === state.detailTicket) detail.innerHTML = text;
     }, 150);
   }
 
@@ -505,7 +510,7 @@ export function initFaceGrid(root, options = {}) {
       const own = options.actions && options.actions[action];
       if (own) {
         event.preventDefault();
-        return own({ tile, change, say, setFocus, state });
+        return own({ tile, change, say, setFocus, state, loadDetail });
       }
       if (handlers[action]) {
         if (action !== "clear") event.preventDefault();
@@ -556,7 +561,7 @@ export function initFaceGrid(root, options = {}) {
   }
 
   if (tiles().length) setFocus(0, { scroll: false });
-  return { change, undo, setFocus, say, state, tiles, notFace, photoShow, togglePanels, resize };
+  return { change, undo, setFocus, say, state, tiles, notFace, photoShow, togglePanels, resize, loadDetail };
 }
 
 const auto = document.querySelector("[data-autoinit='face-grid']");

@@ -30,6 +30,11 @@ if (root) {
     tile.classList.add("decided", "d-" + data.decision);
     tile.dataset.version = data.face.version;
     tile.querySelector(".decision").textContent = TEXT[data.decision] + (data.face.label ? " · " + data.face.label : "");
+    // The tile and the detail panel show the face as it is now (an accepted label at once).
+    tile.dataset.label = data.face.label;
+    const badge = tile.querySelector("figcaption .badge");
+    if (badge) { badge.textContent = data.face.label || "unlabelled"; badge.className = "badge " + (data.face.label_css || "none"); }
+    ctx.loadDetail(tile.dataset.id);
     showProgress(data.progress);
     ctx.say("Face " + data.face.id + ": " + TEXT[data.decision] + ".", "ok");
     nextUndecided(ctx);

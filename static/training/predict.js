@@ -16,9 +16,12 @@
   const csrf = headers["X-CSRFToken"] || "";
 
   function selectedOption() { return select.options[select.selectedIndex]; }
+  // A class's colour is its position in the DATASET's class list (curator/colours.py), as on
+  // every other page; a label outside it gets the "other" grey (c9).
   function classIndex(label) {
     const classes = (selectedOption().dataset.classes || "").split(",");
-    return Math.max(0, classes.indexOf(label));
+    const i = classes.indexOf(label);
+    return i < 0 ? 9 : i % 8;
   }
   function pct(x) { return (100 * x).toFixed(1) + "%"; }
 

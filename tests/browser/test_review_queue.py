@@ -45,6 +45,17 @@ def test_review_a_queue_by_keyboard(new_page, dataset, alice):
         page.wait_for_selector(f".review-tile[data-id='{queue[index + 1]}'].focused")
     assert page.inner_text("#p-reviewed") == "4"
     assert page.inner_text("#p-changed") == "1"
+    # Issue 20: after `a` the accepted face shows its new label at once (it showed the old one).
+    accepted = page.locator(f".review-tile[data-id='{queue[0]}'] figcaption .badge").first
+    assert accepted.inner_text() == first_model_label
+    # And its detail panel, opened again, too.
+    page.locator(f".review-tile[data-id='{queue[0]}']").click(modifiers=[])
+    page.wait_for_function(
+        f"document.querySelector(\"#detail .face-detail[data-face='{queue[0]}'] h3 .badge\")?.textContent"
+        f" === '{first_model_label}'"
+    )
+    page.locator(f".review-tile[data-id='{queue[4]}']").click()
+    page.wait_for_selector(f".review-tile[data-id='{queue[4]}'].focused")
 
     page.keyboard.press("z")  # takes back the "unsure"
     page.wait_for_function(

@@ -8,7 +8,7 @@ import pytest
 
 from curator.models import Face
 from embeddings import dupset
-from embeddings.duplicates import Evidence, FaceRecord, complete_linkage_groups, pair_evidence
+from embeddings.duplicates import Evidence, FaceRecord, complete_linkage_groups, evidence_of, pair_evidence
 from embeddings.graph import hash_pairs
 from labeling import selectors, services
 from tests.embeddings.factories import descriptors_store, far_apart_vectors, near
@@ -43,7 +43,7 @@ def test_pair_evidence_tests_and_faces_of_one_photo():
     records = [
         FaceRecord(1, 10, "a", v[0], 0b1111, 0b0),
         FaceRecord(2, 11, "b", near(v[0], 0.05), None, None),  # same shot as 1
-        FaceRecord(3, 12, "c", v[2], 0b1111 ^ 0b11, 0),  # near-identical region as 1 (2 bits)
+        FaceRecord(3, 12, "c", near(v[0], 0.4), 0b1111 ^ 0b11, 0),  # near-identical region as 1 (2 bits)
         FaceRecord(4, 13, "a", v[3], None, None),  # the same file as 1
         FaceRecord(5, 10, "a", v[0], 0b1111, 0),  # another face of photo 10: never a duplicate of 1
     ]
@@ -53,8 +53,41 @@ def test_pair_evidence_tests_and_faces_of_one_photo():
     assert "exact" in pairs[(1, 4)].tests
     assert (1, 5) not in pairs
     # The mirrored region counts: b's mirror hash equals a's hash.
-    flipped = pair_evidence([FaceRecord(1, 1, "", None, 0xF0F0, 0x0F0F), FaceRecord(2, 2, "", None, 0x0F0F, 0xF0F0)])
+    flipped = pair_evidence([FaceRecord(1, 1, "", v[0], 0xF0F0, 0x0F0F), FaceRecord(2, 2, "", v[0], 0x0F0F, 0xF0F0)])
     assert flipped[(1, 2)].hash_bits == 0
+
+
+def test_a_near_identical_region_needs_the_descriptor_to_agree():
+    """Issue 20: faces #155 and #170, two different men, were 6 bits apart by region hash and
+    0.716 by descriptor, and the page called them a "near-identical image"."""
+    v = far_apart_vectors(2)
+    man = FaceRecord(155, 1, "a", v[0], 0b111111, 0)
+    other_man = FaceRecord(170, 2, "b", near(v[0], 0.716), 0, 0)
+    assert evidence_of(man, other_man).hash_bits == 6
+    assert evidence_of(man, other_man).tests == []
+    assert pair_evidence([man, other_man]) == {}
+    # The same region with a descriptor that agrees (a re-encoded copy): flagged.
+    copy = FaceRecord(171, 3, "c", near(v[0], 0.4), 0, 0)
+    assert evidence_of(man, copy).tests == ["near-identical image"]
+    # A region without a descriptor yet: the hash alone flags nothing.
+    pending = FaceRecord(172, 4, "d", None, 0b111111, 0)
+    assert evidence_of(man, pending).tests == []
+
+
+def test_lookalike_pairs_are_the_closest_regions_of_surely_different_people():
+    people = [
+        dupset.Person("Ann_A", "female", "", "LFW"),
+        dupset.Person("Ann_A", "female", "", "LFW"),  # the same person: never a look-alike pair
+        dupset.Person("", "female", "white", "UTKFace"),
+        dupset.Person("", "female", "white", "UTKFace"),  # may be the same person as 2: left out
+        dupset.Person("", "male", "white", "UTKFace"),
+    ]
+    hashes = [0, 0, 0b1, 0b11, 0b111]
+    records = [FaceRecord(i, i, str(i), None, h, None) for i, h in enumerate(hashes)]
+    assert dupset.lookalike_pairs(people, records, count=3) == [(0, 2), (1, 2), (3, 4)]  # 1 bit each
+    pairs = dupset.lookalike_pairs(people, records, count=4)  # the pairs tied with the 4th come too
+    assert (0, 1) not in pairs and (2, 3) not in pairs
+    assert pairs == [(0, 2), (1, 2), (3, 4), (0, 3), (1, 3), (2, 4)]  # then 2 bits each
 
 
 def test_page_groups_show_each_pair_and_keep_one_previews(alice, alice_client, dataset):

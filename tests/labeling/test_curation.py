@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 from curator.models import Face
 from labeling import services
 from labeling.models import BulkAction
-from tests.embeddings.factories import descriptors_store
+from tests.embeddings.factories import descriptors_store, far_apart_vectors, near
 from tests.labeling.factories import make_faces
 
 
@@ -79,7 +79,9 @@ def test_splits_keep_duplicates_identities_and_manual_choices(alice, bob, datase
     metadata = [{"identity": f"p{i}"} for i in range(n)]
     metadata[3]["identity"] = metadata[2]["identity"] = "same-person"
     faces = make_faces(dataset, n, labels=["female", "male"], metadata=metadata)
-    descriptors_store(faces, phashes=hashes)  # region hashes of the original photos (embeddings)
+    vectors = far_apart_vectors(n)
+    vectors[1] = near(vectors[0], 0.4)  # and the descriptors agree: one person (a hash alone flags nothing)
+    descriptors_store(faces, vectors=vectors, phashes=hashes)  # region hashes of the original photos (embeddings)
     services.faces_update(user=bob, dataset=dataset, faces=[faces[5].pk], changes={"split": "test"})
     services.faces_update(user=bob, dataset=dataset, faces=[faces[7].pk], changes={"is_excluded": True})
     for seed in range(5):

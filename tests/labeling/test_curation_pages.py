@@ -5,7 +5,7 @@ import pytest
 from curator.models import Face
 from labeling import services
 from labeling.models import BulkAction
-from tests.embeddings.factories import descriptors_store
+from tests.embeddings.factories import descriptors_store, far_apart_vectors, near
 from tests.labeling.factories import make_faces
 
 
@@ -83,7 +83,9 @@ def test_duplicates_page_shows_groups_and_keep_one(alice_client, dataset):
     hashes = [(i * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF for i in range(1, 7)]
     hashes[1] = hashes[0] ^ 0b1
     faces = make_faces(dataset, 6, labels=["female", "male", "female"])
-    descriptors_store(faces, phashes=hashes)
+    vectors = far_apart_vectors(6)
+    vectors[1] = near(vectors[0], 0.4)  # the descriptors agree too: one person
+    descriptors_store(faces, vectors=vectors, phashes=hashes)
     response = alice_client.get(f"/labeling/{dataset.pk}/duplicates/")
     assert response.context["group_count"] == 1
     assert "Conflicting labels: female / male" in response.content.decode()

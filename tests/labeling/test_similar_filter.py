@@ -28,10 +28,13 @@ def test_the_grid_shows_the_nearest_faces_nearest_first_with_distances(dataset, 
     page = bob_client.get(grid, {"similar_to": faces[0].pk, "sort": "distance"})
     assert page.status_code == 200
     tiles = page.context["faces"]
-    assert [t["id"] for t in tiles[:3]] == [faces[1].pk, faces[2].pk, faces[3].pk]
-    assert [t["distance"] for t in tiles[:3]] == ["0.100", "0.200", "0.300"]
-    assert faces[0].pk not in [t["id"] for t in tiles] and len(tiles) == 8
+    # Issue 20: the face asked about is shown, first, at distance 0 (it used to be left out).
+    assert [t["id"] for t in tiles[:4]] == [faces[0].pk, faces[1].pk, faces[2].pk, faces[3].pk]
+    assert [t["distance"] for t in tiles[:4]] == ["0.000", "0.100", "0.200", "0.300"]
+    assert len(tiles) == 9
     assert "most like face" in page.content.decode() and "distance 0.100" in page.content.decode()
+    # Face 9 has no descriptor yet: the grid says the search is not over the whole dataset.
+    assert "searched among the 9 of 10 faces that have a descriptor so far" in page.content.decode()
     # Other filters still apply, and the farthest first works too.
     males = bob_client.get(grid, {"similar_to": faces[0].pk, "sort": "-distance", "label": "male"})
     ids = [t["id"] for t in males.context["faces"]]
@@ -44,7 +47,7 @@ def test_similar_to_works_with_the_prediction_filters(dataset, faces, bob_client
     version = version_with_predictions(dataset, faces, predict=lambda i, f: ("male" if i in (2, 5) else "female", 0.9))
     query = {"similar_to": faces[0].pk, "sort": "distance", "predicted": "male", "model": version.pk}
     page = bob_client.get(reverse("labeling:grid", args=[dataset.pk]), query)
-    assert [t["id"] for t in page.context["faces"]] == [faces[2].pk, faces[5].pk]
+    assert [t["id"] for t in page.context["faces"]] == [faces[2].pk, faces[5].pk]  # face 0 is predicted female
 
 
 @pytest.mark.django_db

@@ -343,7 +343,7 @@ def test_the_detail_panel_shows_the_suggestion_apart_from_the_label(bob_client, 
     url = f"/labeling/{dataset.pk}/faces/{face.pk}/"
     text = bob_client.get(url, {"model": version.pk}).content.decode()
     assert f"suggested: {prediction.predicted_label} {prediction.confidence:.2f}" in text
-    assert "by v1, not a label" in text and 'class="badge">unlabelled<' in text
+    assert "by v1, not a label" in text and 'class="badge none">unlabelled<' in text
     # No version chosen and none active: the suggestion a predict-page import left is shown.
     assert 'id="suggested"' not in bob_client.get(url).content.decode()
     Face.objects.filter(pk=face.pk).update(suggested_label="male")

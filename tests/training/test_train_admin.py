@@ -39,7 +39,8 @@ def test_the_action_asks_for_settings_then_queues_a_job(
     job = TrainingJob.objects.get()
     assert job.architecture == "embedding" and job.config["epochs"] == 5 and job.dataset == dataset
     assert len(callbacks) == 1
-    assert f"training job {job.pk} queued" in done.content.decode()
+    # The message links the job's page, where its progress and result are.
+    assert f'<a href="/training/jobs/{job.pk}/">training job {job.pk}</a> queued' in done.content.decode()
 
 
 def test_the_action_reports_datasets_it_cannot_train(admin_client_logged, dataset, training_faces, admin_user):

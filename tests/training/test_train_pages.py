@@ -115,6 +115,9 @@ def test_job_page_progress_json_and_live_curves(alice_client, trained):
 
 def test_only_curators_activate_and_one_version_is_active(alice_client, bob_client, charlie_client, trained):
     first, second = trained
+    # The dataset's first version was activated by its job; the second was not.
+    assert ModelVersion.objects.get(is_active=True) == first
+    alice_client.post(reverse("training:version_activate", args=[first.pk]), {"deactivate": "1"})
     assert bob_client.post(reverse("training:version_activate", args=[first.pk])).status_code == 403
     assert charlie_client.post(reverse("training:version_activate", args=[first.pk])).status_code == 404
     assert bob_client.post(reverse("api-model-version-activate", args=[first.pk])).status_code == 403
@@ -127,6 +130,35 @@ def test_only_curators_activate_and_one_version_is_active(alice_client, bob_clie
     assert ModelVersion.objects.get(is_active=True) == second
     alice_client.post(reverse("training:version_activate", args=[second.pk]), {"deactivate": "1"})
     assert not ModelVersion.objects.filter(is_active=True).exists()
+
+
+def test_the_first_version_is_activated_and_the_job_page_and_models_table_say_so(alice_client, bob_client, trained):
+    first, second = trained
+    assert "is the dataset's first: it is now the active model" in first.job.log
+    page = alice_client.get(reverse("training:job_detail", args=[first.job_id])).content.decode()
+    assert (
+        "Version 1 is the active model of this dataset: the dataset's first version is activated automatically" in page
+    )
+    page = alice_client.get(reverse("training:job_detail", args=[second.job_id])).content.decode()
+    assert "Version 2 is <b>not active</b>" in page and 'id="activate-version"' in page
+    # One click on the job page activates it and comes back to the job page.
+    response = alice_client.post(
+        reverse("training:version_activate", args=[second.pk]), {"next": f"/training/jobs/{second.job_id}/"}
+    )
+    assert response.status_code == 302 and response["Location"] == f"/training/jobs/{second.job_id}/"
+    assert ModelVersion.objects.get(is_active=True) == second
+    # An outside address is not followed.
+    response = alice_client.post(
+        reverse("training:version_activate", args=[first.pk]), {"next": "https://evil.example/"}
+    )
+    assert response["Location"] == reverse("training:version_detail", args=[first.pk])
+    # The models table (v1 active again): an "active" column, with Activate for the others (curators only).
+    table = alice_client.get(reverse("training:dataset_training", args=[first.dataset_id])).content.decode()
+    assert "<th>active</th>" in table and 'class="badge on">active</span>' in table
+    assert f'form="activate-{second.pk}"' in table and f'id="activate-{second.pk}"' in table
+    assert f'id="activate-{first.pk}"' not in table
+    other = bob_client.get(reverse("training:dataset_training", args=[first.dataset_id])).content.decode()
+    assert 'id="activate-' not in other
 
 
 def test_compare_two_versions_side_by_side(alice_client, charlie_client, dataset, trained):

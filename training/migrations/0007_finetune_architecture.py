@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('training', '0005_move_facedescriptor_to_embeddings'),
+        ('training', '0006_modelversion_predictions_pending'),
     ]
 
     operations = [
