@@ -19,6 +19,15 @@ else:
     STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
 
 
+def storage_listdir(prefix: str) -> tuple[list[str], list[str]]:
+    """The folders and the files directly under `prefix` (storage.listdir); a missing prefix has
+    none (a file system storage raises for it, an object store lists nothing)."""
+    try:
+        return default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return [], []
+
+
 def storage_walk(prefix: str, *, with_folders: bool = False) -> Iterator[str]:
     """Every file under `prefix`, at any depth, as storage names: a folder's files (sorted), then
     each of its sub-folders in turn (sorted), depth first. A missing prefix yields nothing.
@@ -26,10 +35,7 @@ def storage_walk(prefix: str, *, with_folders: bool = False) -> Iterator[str]:
     with_folders=True also yields each folder, `prefix` included, with a trailing "/" and after
     everything under it: a caller that deletes what it is given has emptied a folder by the time it
     gets it, so a file system storage can remove it (an object store has no folders)."""
-    try:
-        folders, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, NotADirectoryError):  # FileSystemStorage; an object store lists nothing
-        return
+    folders, files = storage_listdir(prefix)
     for name in sorted(files):
         yield f"{prefix}/{name}"
     for folder in sorted(folders):

@@ -16,6 +16,7 @@ from django.core.files.storage import default_storage
 from django.db.models import Case, Count, F, IntegerField, Max, Min, OuterRef, QuerySet, Subquery, Value, When
 
 from curator.models import Dataset, Face, SourceImage
+from curator.storage import storage_listdir
 from labeling.extensions import prediction_provider
 from labeling.models import BulkAction, LabelEvent
 
@@ -499,10 +500,7 @@ def face_groups_for_split(*, dataset: Dataset, face_ids: set[int], duplicate_dis
 
 def exports_list(*, dataset: Dataset) -> list[dict]:
     prefix = f"datasets/{dataset.pk}/exports"
-    try:
-        _, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    _, files = storage_listdir(prefix)
     out = []
     for name in sorted((f for f in files if f.endswith(".zip")), reverse=True):
         path = f"{prefix}/{name}"

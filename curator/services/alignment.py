@@ -434,28 +434,24 @@ def aligned_photo_store(
     never labels. `faces_added(image, faces)` runs inside the same transaction, so the caller's
     own rows (a model's predictions) are written with the faces or not at all. On any failure
     the files stored here are deleted again."""
-    from curator.services.imports import original_store
+    from curator.services.imports import source_image_add
 
     saved_paths: list[str] = []
     try:
-        original, written = original_store(dataset=dataset, sha256=sha256, data=data, extension=info.extension)
-        if written:
-            saved_paths.append(original)
         with transaction.atomic():
-            image = SourceImage.objects.create(
+            image, written = source_image_add(
                 dataset=dataset,
-                file=original,
-                original_name=original_name[:1000],
+                data=data,
+                original_name=original_name,
+                info=info,
                 sha256=sha256,
-                byte_size=len(data),
-                width=info.width,
-                height=info.height,
-                image_format=info.image_format,
                 metadata=metadata or {},
                 status=SourceImage.Status.ALIGNED if aligned_faces else SourceImage.Status.NO_FACE,
                 status_reason="" if aligned_faces else "no face found by the detector",
                 face_count=len(aligned_faces),
             )
+            if written:
+                saved_paths.append(image.file)
             paths = face_crops_save(image=image, aligned_faces=aligned_faces, run="p")
             saved_paths += paths
             faces = []

@@ -656,16 +656,14 @@ def _rows_create(batch: ImportBatch, stored: list[tuple[_Checked, str]]) -> list
 
 
 def _image_row(batch: ImportBatch, checked: _Checked, storage_name: str) -> SourceImage:
-    return SourceImage(
+    return source_image_row(
         dataset=batch.dataset,
-        batch=batch,
         file=storage_name,
-        original_name=checked.name[:1000],
+        original_name=checked.name,
         sha256=checked.sha,
         byte_size=checked.size,
-        width=checked.info.width,
-        height=checked.info.height,
-        image_format=checked.info.image_format,
+        info=checked.info,
+        batch=batch,
         label=checked.guess.label,
         metadata=checked.guess.metadata,
     )
@@ -707,6 +705,58 @@ def original_store(*, dataset: Dataset, sha256: str, data: bytes, extension: str
         default_storage.delete(saved)
         return storage_name, False
     return storage_name, True
+
+
+def source_image_row(
+    *, dataset: Dataset, file: str, original_name: str, sha256: str, byte_size: int, info: ImageInfo, **fields
+) -> SourceImage:
+    """The SourceImage (not saved) of an original stored as `file`; `fields` are its other fields
+    (batch, label, metadata, status...). The import writes these a group at a time."""
+    return SourceImage(
+        dataset=dataset,
+        file=file,
+        original_name=original_name[:1000],
+        sha256=sha256,
+        byte_size=byte_size,
+        width=info.width,
+        height=info.height,
+        image_format=info.image_format,
+        **fields,
+    )
+
+
+def source_image_add(
+    *,
+    dataset: Dataset,
+    data: bytes,
+    original_name: str,
+    info: ImageInfo | None = None,
+    sha256: str | None = None,
+    **fields,
+) -> tuple[SourceImage, bool]:
+    """Add one photo to a dataset: its original stored (original_store) and its SourceImage
+    created. Returns the row and whether this call wrote the file. `info` defaults to what the
+    import's check-decode reads (ImageRejected for a file that is no image); `sha256` to the
+    data's own (a caller adding one photo several times gives each its own); `fields` as
+    source_image_row's. If the row cannot be created (another import added the photo meanwhile),
+    a file this call wrote is deleted again. Storage errors (STORAGE_ERRORS) propagate."""
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
+    if info is None:
+        _pixels, info = decode(data, min_longest=IMPORT_CHECK_SIDE)
+    name, written = original_store(dataset=dataset, sha256=sha256, data=data, extension=info.extension)
+    image = source_image_row(
+        dataset=dataset, file=name, original_name=original_name, sha256=sha256, byte_size=len(data), info=info, **fields
+    )
+    try:
+        image.save(force_insert=True)
+    except Exception:
+        if written:
+            try:
+                default_storage.delete(name)
+            except STORAGE_ERRORS:  # the row's error is the one to raise; a stray original is reused
+                logger.warning("could not delete original %s again", name, exc_info=True)
+        raise
+    return image, written
 
 
 def _issue(batch: ImportBatch, name: str, kind: str, reason: str) -> None:

@@ -26,7 +26,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from curator.models import Dataset, Face
-from curator.storage import storage_walk
+from curator.storage import storage_listdir, storage_walk
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +48,9 @@ class CleanupReport:
         return asdict(self)
 
 
-def _listdir(path: str) -> tuple[list[str], list[str]]:
-    try:
-        return default_storage.listdir(path)
-    except FileNotFoundError:  # FileSystemStorage: the folder is not there (S3 just lists nothing)
-        return [], []
-
-
 def _dataset_dirs() -> tuple[list[str], list[str]]:
     """The folders under datasets/: those of existing datasets, and those of deleted ones."""
-    dataset_dirs, _ = _listdir(DATASETS_PREFIX)
+    dataset_dirs, _ = storage_listdir(DATASETS_PREFIX)
     ids = {d: int(d) for d in dataset_dirs if d.isascii() and d.isdigit()}
     existing = set(Dataset.objects.filter(pk__in=ids.values()).values_list("pk", flat=True))
     return (

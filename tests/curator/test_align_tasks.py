@@ -1,20 +1,19 @@
 """Alignment jobs through a real Celery worker on real Redis: chunks spread over the worker's
 processes, counters, re-runs, a worker killed mid-chunk, orphaned jobs, and who may watch."""
 
-import hashlib
 import re
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db.models import Sum
 from django.utils import timezone
 
 from curator.models import AlignmentJob, Face, SourceImage
 from curator.services.alignment import MAX_RESUMES, alignment_job_check_stale, alignment_job_start, chunk_sizes
+from curator.services.imports import source_image_add
 from curator.tasks import jobs_sweep_stale
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faces"
@@ -25,19 +24,15 @@ def import_fixture_faces(dataset, limit: int | None = None) -> list[SourceImage]
     images = []
     paths = sorted((FIXTURES / "lfw").glob("*/*.jpg")) + sorted((FIXTURES / "utkface").glob("*.jpg"))
     for path in paths[:limit]:
-        data = path.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
         label = (
             path.parent.name
             if path.parent.name in ("female", "male")
             else ("female" if "_1_" in path.name[:5] else "male")
         )
-        stored = default_storage.save(f"datasets/{dataset.pk}/originals/{sha[:2]}/{sha}.jpg", ContentFile(data))
-        images.append(
-            SourceImage.objects.create(
-                dataset=dataset, file=stored, original_name=path.name, sha256=sha, byte_size=len(data), label=label
-            )
+        image, _written = source_image_add(
+            dataset=dataset, data=path.read_bytes(), original_name=path.name, label=label
         )
+        images.append(image)
     return images
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from curator.faces.alignment import LANDMARK_SETS, apply_affine, template_points
@@ -24,6 +23,7 @@ from curator.faces.quality import hamming
 from curator.images import load_rgb
 from curator.models import AlignmentJob, Face, SourceImage
 from curator.services.alignment import alignment_chunk_process
+from curator.services.imports import source_image_add
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faces"
 LFW = sorted((FIXTURES / "lfw").glob("*/*.jpg"))
@@ -306,14 +306,10 @@ def test_bad_options_are_refused():
 
 
 def store_image(dataset, path: Path, *, label: str = "", name: str | None = None) -> SourceImage:
-    data = path.read_bytes()
-    import hashlib
-
-    sha = hashlib.sha256(data).hexdigest()
-    stored = default_storage.save(f"datasets/{dataset.pk}/originals/{sha[:2]}/{sha}.jpg", ContentFile(data))
-    return SourceImage.objects.create(
-        dataset=dataset, file=stored, original_name=name or path.name, sha256=sha, byte_size=len(data), label=label
+    image, _written = source_image_add(
+        dataset=dataset, data=path.read_bytes(), original_name=name or path.name, label=label
     )
+    return image
 
 
 def run_job(dataset, images, capture) -> AlignmentJob:

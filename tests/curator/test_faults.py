@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import InterfaceError, OperationalError, connections
 
 from curator.models import AlignmentJob, Dataset, Face, Membership, SourceImage
+from tests.celery_worker import CeleryProcess
 from tests.conftest import ROOT, subprocess_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.worker, pytest.mark.slow]
@@ -197,42 +197,6 @@ def reconnect() -> None:
             time.sleep(0.1)
 
 
-class Beat:
-    """A real `celery beat` (the stale-job sweep every 5 s), on the private services."""
-
-    def __init__(self, tmp_path: Path, media_root: Path, env: dict[str, str]):
-        self.log_path = tmp_path / "beat.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "curator",
-                "beat",
-                "-l",
-                "info",
-                "-s",
-                str(tmp_path / "beat-schedule"),
-            ],
-            cwd=ROOT,
-            env=subprocess_env(media_root, **env),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
-
-
 @pytest.fixture
 def cluster(on_private_services, start_worker, private_redis, media_root, tmp_path):
     """start(queues) -> a worker; and one beat, all on the private services with a short stale time."""
@@ -241,7 +205,12 @@ def cluster(on_private_services, start_worker, private_redis, media_root, tmp_pa
         "CURATOR_JOB_STALE_SECONDS": str(STALE_SECONDS),
         "CELERY_VISIBILITY_TIMEOUT": "30",
     }
-    beat = Beat(tmp_path, media_root, env)
+    # Beat runs the stale-job sweep every 5 s on the private services.
+    beat = CeleryProcess(
+        ["beat", "-l", "info", "-s", str(tmp_path / "beat-schedule")],
+        tmp_path / "beat.log",
+        env=subprocess_env(media_root, **env),
+    )
 
     def start(queues: str, concurrency: int = 2):
         return start_worker(queues=queues, concurrency=concurrency, **env)

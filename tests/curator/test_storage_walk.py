@@ -1,11 +1,11 @@
-"""storage_walk lists every file under a storage prefix through the storage API only, on this test's
-own MEDIA_ROOT (the file system storage) and on a real S3-compatible server, where a missing
-prefix is no error but an empty listing."""
+"""storage_walk lists every file under a storage prefix, and storage_listdir one level of it,
+through the storage API only, on this test's own MEDIA_ROOT (the file system storage) and on a
+real S3-compatible server, where a missing prefix is no error but an empty listing."""
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from curator.storage import storage_walk
+from curator.storage import storage_listdir, storage_walk
 
 NESTED = ["top/a.jpg", "top/b.jpg", "top/inner/c.jpg", "top/inner/deeper/d.jpg", "top/other/e.jpg"]
 
@@ -37,7 +37,17 @@ def test_with_folders_each_folder_comes_after_everything_in_it():
     assert names[-1] == "top/"
 
 
+def test_listdir_gives_one_level_and_nothing_for_a_missing_prefix_or_a_file():
+    assert storage_listdir("top") == ([], [])
+    store_all(NESTED)
+    folders, files = storage_listdir("top")
+    assert (sorted(folders), sorted(files)) == (["inner", "other"], ["a.jpg", "b.jpg"])
+    assert storage_listdir("top/a.jpg") == ([], [])
+
+
 def test_on_an_object_store_too(s3_storage):
     assert list(storage_walk("top")) == []
+    assert storage_listdir("top") == ([], [])
     store_all(NESTED)
     assert list(storage_walk("top")) == NESTED
+    assert sorted(storage_listdir("top")[0]) == ["inner", "other"]

@@ -14,6 +14,7 @@ from django.utils import timezone
 from curator.models import AlignmentJob, ImportBatch, SourceImage
 from curator.services import imports
 from curator.services.alignment import alignment_chunk_process, chunk_sizes
+from curator.services.imports import source_image_add
 from curator.services.jobs import jobs_sweep_stale
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faces"
@@ -232,12 +233,10 @@ def test_a_lost_import_fails_its_batch_and_its_job_still_finishes(
     AlignmentJob.objects.filter(pk=job.pk).update(heartbeat_at=long_ago)
     images = []
     for i, photo in enumerate(fixture_photos(3)):
-        stored = default_storage.save(f"datasets/{dataset.pk}/originals/{i}.jpg", photo.open("rb"))
-        images.append(
-            SourceImage.objects.create(
-                dataset=dataset, batch=batch, file=stored, original_name=photo.name, sha256=str(i)
-            )
+        image, _written = source_image_add(
+            dataset=dataset, data=photo.read_bytes(), original_name=photo.name, sha256=str(i), batch=batch
         )
+        images.append(image)
     # Two were handed over to the job; the worker died before handing over the third.
     SourceImage.objects.filter(pk__in=[images[0].pk, images[1].pk]).update(alignment_job=job)
 

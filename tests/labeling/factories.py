@@ -8,7 +8,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from curator.models import Dataset, Face, ImportBatch, SourceImage
+from curator.models import Dataset, Face, ImportBatch
+from curator.services.imports import source_image_add
 
 UTK = Path(__file__).resolve().parent.parent / "fixtures" / "faces" / "utkface"
 
@@ -48,18 +49,13 @@ def make_faces(
     for i in range(start, start + n):
         src = files[i % len(files)]
         if image is None or (i - start) % per_image == 0:
-            original = f"datasets/{dataset.pk}/originals/{i}-{src.name}"
-            (media / original).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, media / original)
             meta = metadata[i - start] if metadata else {**utk_metadata(src.name), "identity": f"person-{i}"}
-            image = SourceImage.objects.create(
+            image, _written = source_image_add(
                 dataset=dataset,
-                batch=batch,
-                file=original,
+                data=src.read_bytes(),
                 original_name=f"photos/{i:04d}-{src.name}",
                 sha256=f"{dataset.pk:08d}{i:056d}",
-                width=200,
-                height=200,
+                batch=batch,
                 status="aligned",
                 face_count=per_image,
                 metadata=meta,

@@ -9,8 +9,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from curator.faces.pipeline import AlignOptions, detect_and_align, encode_jpeg
-from curator.images import load_rgb
+from curator.images import decode
 from curator.models import Dataset, Face, SourceImage
+from curator.services.imports import source_image_add
 
 UTK_RACES = {"0": "white", "1": "black", "2": "asian", "3": "indian", "4": "others"}
 
@@ -40,16 +41,14 @@ def add_faces(dataset: Dataset, rows: list[dict], crop_size: int = 160) -> list[
     options = AlignOptions.from_dataset(dataset, crop_size=crop_size)
     for i, row in enumerate(rows):
         data = row["path"].read_bytes()
-        original = default_storage.save(f"datasets/{dataset.pk}/originals/{row['path'].name}", ContentFile(data))
-        rgb = load_rgb(data)
+        rgb, info = decode(data)
         aligned = detect_and_align(rgb, options)[0]
-        image = SourceImage.objects.create(
+        image, _written = source_image_add(
             dataset=dataset,
-            file=original,
+            data=data,
             original_name=row["path"].name,
+            info=info,
             sha256=hashlib.sha256(data + str(i).encode()).hexdigest(),
-            width=rgb.shape[1],
-            height=rgb.shape[0],
             label=row["label"],
             metadata=row["metadata"],
             status=SourceImage.Status.ALIGNED,
