@@ -72,13 +72,16 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# PostgreSQL at 127.0.0.1:5432 when it answers (CI), the SQLite file otherwise.
+# PostgreSQL at 127.0.0.1:5432 when it answers (CI), the SQLite file otherwise. Two test processes
+# (pytest-xdist): most tests wait on workers, servers and the browser, so two overlap well even on
+# two cores; TEST_PROCESSES=0 runs them in this one process.
+TEST_PROCESSES ?= 2
 test: setup ensure-redis system-chromium
 	@$(BIN)/ruff check . && $(BIN)/ruff format --check . && echo "ruff: clean"
 	@if [ -z "$$DATABASE_URL" ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then \
 		export DATABASE_URL=postgres://postgres@127.0.0.1:5432/test; fi; \
 	echo "Database: $${DATABASE_URL:-SQLite}"; \
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 bench: setup ensure-redis
 	DEBUG=1 $(BIN)/python bench/align.py

@@ -88,16 +88,19 @@ def train_embedding_job(dataset, user):
     return services.training_job_run(job_id=job.pk)
 
 
-def test_a_forced_tta_mode_is_kept_and_views_are_what_it_says(dataset, alice, training_faces):
-    job = train(dataset, alice, tta="mirror", epochs=1, augment=False)
-    assert job.status == JobStatus.SUCCEEDED, job.error + job.log
-    assert ModelVersion.objects.get(job=job).config["tta"] == "mirror"
+def test_tta_views_are_what_each_mode_says():
     chips = np.random.default_rng(0).integers(0, 255, (3, 150, 150, 3), dtype=np.uint8)
     for mode in MODES:
         views = tta_views(chips, mode)
         assert views.shape == (view_count(mode), 3, 150, 150, 3)
         np.testing.assert_array_equal(views[0], chips)
     np.testing.assert_array_equal(tta_views(chips, "mirror")[1], chips[:, :, ::-1])
+    # The jitters are zooms (in, then out) about the centre, mirrored like the chip.
+    jittered = tta_views(chips, "mirror+jitter")
+    assert not np.array_equal(jittered[1], chips) and not np.array_equal(jittered[1], jittered[2])
+    np.testing.assert_array_equal(jittered[4], jittered[1][:, :, ::-1])
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        tta_views(chips, "sideways")
 
 
 def test_cancel_during_training_keeps_the_best_epoch_when_asked(transactional_db, dataset, alice, training_faces):
@@ -105,7 +108,7 @@ def test_cancel_during_training_keeps_the_best_epoch_when_asked(transactional_db
         dataset=dataset,
         user=alice,
         architecture=Architecture.FINETUNE,
-        config={**QUICK, "epochs": 50, "patience": 50},
+        config={**QUICK, "epochs": 50, "patience": 50, "tta": "mirror"},
         enqueue=False,
     )
     # Cancel once the second epoch has begun (an event: the job's own epoch counter), keeping the best.
@@ -134,6 +137,7 @@ def test_cancel_during_training_keeps_the_best_epoch_when_asked(transactional_db
     assert job.status == JobStatus.CANCELLED, job.error + job.log
     version = ModelVersion.objects.get(job=job)
     assert version.metrics["stopped"] == "cancelled"
+    assert version.config["tta"] == "mirror"  # a forced mode is kept (a cancelled job measures none)
     assert version.metrics["best_epoch"] >= 1
     assert len(version.metrics["history"]) < 50
 
