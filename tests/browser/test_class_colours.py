@@ -45,7 +45,7 @@ def test_female_and_male_have_one_colour_on_every_page(transactional_db, small_p
     assert badges.nth(1).evaluate("e => getComputedStyle(e).backgroundColor") == BLUE  # predicted male
 
     page.goto(f"/labeling/{dataset.pk}/map/")
-    page.wait_for_function("window.embeddingMap && window.embeddingMap.ready()")
+    page.wait_for_function("() => window.embeddingMap && window.embeddingMap.ready()")
     swatches = page.evaluate(
         "Array.from(document.querySelectorAll('#map-legend li')).map(li =>"
         " [li.querySelector('.name').textContent, getComputedStyle(li.querySelector('.swatch')).backgroundColor])"
@@ -53,7 +53,7 @@ def test_female_and_male_have_one_colour_on_every_page(transactional_db, small_p
     assert dict(swatches)["female"] == ORANGE and dict(swatches)["male"] == BLUE
     # Coloured by the version's predictions, the classes keep their colours.
     page.select_option("#map-colour", f"prediction:{version.pk}")
-    page.wait_for_function("document.querySelector('#map-legend').innerText.includes('no prediction')")
+    page.wait_for_function("() => document.querySelector('#map-legend').innerText.includes('no prediction')")
     swatches = page.evaluate(
         "Array.from(document.querySelectorAll('#map-legend li')).map(li =>"
         " [li.querySelector('.name').textContent, getComputedStyle(li.querySelector('.swatch')).backgroundColor])"

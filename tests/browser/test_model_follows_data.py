@@ -41,9 +41,9 @@ def test_imported_faces_get_predictions_and_suggestions_without_a_button(
     page.wait_for_selector("#predictions-progress")
     page.evaluate("window.notReloaded = true")
     page.wait_for_function(
-        "(() => { const p = document.getElementById('predictions-progress');"
+        "() => { const p = document.getElementById('predictions-progress');"
         " return p && !document.getElementById('predictions-computing')"
-        " && document.getElementById('predictions-done').textContent.trim() === '4'; })()",
+        " && document.getElementById('predictions-done').textContent.trim() === '4'; }",
         timeout=180_000,
     )
     assert page.evaluate("window.notReloaded") is True

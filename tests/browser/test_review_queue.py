@@ -51,7 +51,7 @@ def test_review_a_queue_by_keyboard(new_page, dataset, alice):
     # And its detail panel, opened again, too.
     page.locator(f".review-tile[data-id='{queue[0]}']").click(modifiers=[])
     page.wait_for_function(
-        f"document.querySelector(\"#detail .face-detail[data-face='{queue[0]}'] h3 .badge\")?.textContent"
+        f"() => document.querySelector(\"#detail .face-detail[data-face='{queue[0]}'] h3 .badge\")?.textContent"
         f" === '{first_model_label}'"
     )
     page.locator(f".review-tile[data-id='{queue[4]}']").click()
