@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from curator import selectors
 from curator.forms import DatasetForm, FolderImportForm, UploadForm
 from curator.models import AlignmentJob, Dataset, ImportBatch
+from curator.params import id_param
 from curator.permissions import can_curate, get_dataset_for, is_curator, visible_datasets
 from curator.services import alignment, datasets, imports
 from curator.storage import STORAGE_ERRORS
@@ -315,14 +316,13 @@ def media_file(request: HttpRequest, path: str) -> HttpResponse:
     if any(ord(c) < 32 or ord(c) == 127 for c in path):
         raise Http404("No such file.")
     parts = PurePosixPath(path).parts
-    # isascii: "²".isdigit() is True, int("²") raises.
-    if len(parts) < 3 or parts[0] != "datasets" or not (parts[1].isascii() and parts[1].isdigit()) or ".." in parts:
+    if len(parts) < 3 or parts[0] != "datasets" or id_param(parts[1]) is None or ".." in parts:
         raise Http404("No such file.")
     suffix = PurePosixPath(path).suffix.lower()
     content_type = IMAGE_CONTENT_TYPES.get(suffix)
     if content_type is None:
         raise Http404("No such file.")
-    if not visible_datasets(request.user).filter(pk=int(parts[1])).exists():
+    if not visible_datasets(request.user).filter(pk=id_param(parts[1])).exists():
         raise Http404("No such file.")
     try:
         handle = default_storage.open(path, "rb")

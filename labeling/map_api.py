@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 
 from curator.api_errors import ApiError
 from curator.models import Face
+from curator.params import id_param
 from curator.permissions import get_dataset_for
 from embeddings import maps, similar
 from embeddings.models import FaceSelection
@@ -150,7 +151,8 @@ class MapColours(APIView):
             provider = prediction_provider()
             raw = request.query_params.get("model", "")
             if raw:
-                if not raw.isdigit() or (version := provider.version(dataset=dataset, version_id=int(raw))) is None:
+                version_id = id_param(raw)
+                if version_id is None or (version := provider.version(dataset=dataset, version_id=version_id)) is None:
                     raise ValidationError({"model": [f"“{raw}” is not a model version of this dataset."]})
             else:
                 version = provider.active_version(dataset=dataset)
@@ -254,11 +256,12 @@ class FaceSimilar(APIView):
     def get(self, request, dataset_id: int, face_id: int):
         dataset = get_dataset_for(request.user, dataset_id)
         raw = request.query_params.get("k", "20")
-        if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        k = id_param(raw)
+        if k is None or not 1 <= k <= 500:
             raise ValidationError({"k": [f"“{raw}” is not a number of faces from 1 to 500."]})
         if not Face.objects.filter(dataset=dataset, pk=face_id).exists():
             raise NotFound("No such face in this dataset.")
-        neighbours = similar_neighbours(dataset=dataset, face_id=face_id, k=int(raw))
+        neighbours = similar_neighbours(dataset=dataset, face_id=face_id, k=k)
         if neighbours is None:
             raise ApiError(
                 f"Face {face_id} has no descriptor yet: descriptors are computed in the background after alignment.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from django.db.models import Case, F, FloatField, Value, When
 
+from curator.params import id_param
 from embeddings import selectors as embedding_selectors
 from embeddings.models import FaceSelection
 from labeling.filters import Narrowing, NumberFilter, TextFilter
@@ -71,7 +72,7 @@ class EmbeddingFilters:
 
         if raw.get("ids", "").strip():
             parts = [p.strip() for p in raw["ids"].split(",") if p.strip()]
-            if not all(p.isdigit() for p in parts):
+            if any(id_param(p) is None for p in parts):
                 errors.setdefault("ids", []).append("ids must be face ids separated by commas, e.g. ids=12,40,41.")
             elif len(parts) > MAX_IDS:
                 errors.setdefault("ids", []).append(

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from curator.models import Dataset, Face, ImportBatch
+from curator.params import id_param
 from curator.permissions import can_curate, get_dataset_for
 from labeling import filters, selectors, services, similarity
 from labeling.extensions import prediction_provider
@@ -112,10 +113,10 @@ def _model_versions(dataset: Dataset):
 def _chosen_version(dataset: Dataset, request: HttpRequest):
     """The model version `?model=` names (the grid's or a review queue's), None otherwise (or
     when it is not a version of this dataset): the detail panel then uses the active one."""
-    raw = request.GET.get("model", "")
-    if not raw.isdigit():
+    version_id = id_param(request.GET.get("model"))
+    if version_id is None:
         return None
-    return prediction_provider().version(dataset=dataset, version_id=int(raw))
+    return prediction_provider().version(dataset=dataset, version_id=version_id)
 
 
 def _without(params: QueryDict, *names: str) -> str:
@@ -188,13 +189,10 @@ def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
     if kind and kind not in BulkAction.Kind.values:
         messages.error(request, f"There is no kind of action “{kind}”; showing every kind.")
         kind, status = "", HTTPStatus.BAD_REQUEST
-    face_id = None
-    if face:
-        if face.isdigit():
-            face_id = int(face)
-        else:
-            messages.error(request, f"“{face}” is not a face id; showing every face.")
-            face, status = "", HTTPStatus.BAD_REQUEST
+    face_id = id_param(face)
+    if face and face_id is None:
+        messages.error(request, f"“{face}” is not a face id; showing every face.")
+        face, status = "", HTTPStatus.BAD_REQUEST
     actions = selectors.bulk_actions_filtered(
         dataset=dataset,
         user=request.user if who == "me" else None,

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from curator.api_errors import ApiError
+from curator.params import id_param
 from curator.permissions import can_curate, get_dataset_for, visible_datasets
 from training import guidance, selectors, services
 from training.config import ConfigError, config_build
@@ -80,11 +81,12 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 
 def _dataset_filter(request, queryset):
-    dataset_id = request.query_params.get("dataset")
-    if dataset_id:
-        if not dataset_id.isdigit():
+    raw = request.query_params.get("dataset")
+    if raw:
+        dataset_id = id_param(raw)
+        if dataset_id is None:
             raise ValidationError({"dataset": "must be a dataset id"})
-        queryset = queryset.filter(dataset_id=int(dataset_id))
+        queryset = queryset.filter(dataset_id=dataset_id)
     return queryset
 
 

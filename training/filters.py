@@ -19,6 +19,7 @@ import sys
 from django.db import connection
 from django.db.models import F, FilteredRelation, Lookup, OuterRef, Q, Subquery
 
+from curator.params import id_param
 from labeling.filters import Narrowing, NumberFilter, TextFilter
 from training.models import ModelVersion, Prediction
 
@@ -193,9 +194,10 @@ class PredictionFilters:
         """`differs_from=<version id>`: faces both versions predicted, with different labels (the
         compare page's "faces on which they differ")."""
         raw_id = raw.get("differs_from", "").strip()
-        if not raw_id.isdigit():  # empty, or not a number (the form says so)
+        other_id = id_param(raw_id)
+        if other_id is None:  # empty, or not a number (the form says so)
             return queryset
-        other = ModelVersion.objects.filter(dataset=dataset, pk=int(raw_id)).first()
+        other = ModelVersion.objects.filter(dataset=dataset, pk=other_id).first()
         if other is None:
             errors.setdefault("differs_from", []).append(f"Model version {raw_id} is not a model of this dataset.")
             return queryset

@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from curator.params import id_param
 from curator.permissions import can_curate
 from training import serving
 
@@ -35,7 +36,7 @@ def predict_page(request: HttpRequest) -> HttpResponse:
         "training/predict.html",
         {
             "choices": choices,
-            "selected": int(selected) if selected and selected.isdigit() else None,
+            "selected": id_param(selected),
             "api_url": reverse("api-predict"),
             "add_url": reverse("api-predict-add"),
             "max_bytes": settings.CURATOR_PREDICT_MAX_BYTES,

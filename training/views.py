@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from curator.params import id_param
 from curator.permissions import can_curate, get_dataset_for
 from training import guidance, selectors, services
 from training.config import ConfigError
@@ -363,10 +364,11 @@ def version_compare(request: HttpRequest, dataset_id: int) -> HttpResponse:
     context = {"dataset": dataset, "versions": versions, "a": None, "b": None}
     a_id, b_id = request.GET.get("a"), request.GET.get("b")
     if a_id and b_id:
-        if not (a_id.isdigit() and b_id.isdigit()):
+        a_pk, b_pk = id_param(a_id), id_param(b_id)
+        if a_pk is None or b_pk is None:
             raise Http404("No such version.")
-        a = get_object_or_404(ModelVersion, dataset=dataset, pk=int(a_id))
-        b = get_object_or_404(ModelVersion, dataset=dataset, pk=int(b_id))
+        a = get_object_or_404(ModelVersion, dataset=dataset, pk=a_pk)
+        b = get_object_or_404(ModelVersion, dataset=dataset, pk=b_pk)
         comparison = selectors.versions_compare(a=a, b=b)
         # Counts of faces link to the grid of exactly those faces, per version.
         for row in comparison["metric_rows"]:

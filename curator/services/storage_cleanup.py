@@ -26,6 +26,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from curator.models import Dataset, Face
+from curator.params import id_param
 from curator.storage import storage_listdir, storage_walk
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class CleanupReport:
 def _dataset_dirs() -> tuple[list[str], list[str]]:
     """The folders under datasets/: those of existing datasets, and those of deleted ones."""
     dataset_dirs, _ = storage_listdir(DATASETS_PREFIX)
-    ids = {d: int(d) for d in dataset_dirs if d.isascii() and d.isdigit()}
+    ids = {d: id_param(d) for d in dataset_dirs if id_param(d) is not None}
     existing = set(Dataset.objects.filter(pk__in=ids.values()).values_list("pk", flat=True))
     return (
         sorted(d for d in dataset_dirs if ids.get(d) in existing),

@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
 from curator.models import Dataset
+from curator.params import id_param
 from curator.services import datasets, imports
 
 
@@ -44,7 +45,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Alignment job {job.pk} queued for {job.total} photos.")
 
     def _dataset(self, name: str, create: bool, classes: str) -> Dataset:
-        found = Dataset.objects.filter(pk=int(name)).first() if name.isdigit() else None
+        dataset_id = id_param(name)
+        found = Dataset.objects.filter(pk=dataset_id).first() if dataset_id is not None else None
         found = found or Dataset.objects.filter(name=name).first()
         if found:
             return found
