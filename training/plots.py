@@ -159,3 +159,19 @@ def slices_svg(slices: dict[str, list[dict]], overall: float | None, link: Link 
         ax.set_ylim(0, 1.02)
         ax.set_title(f"Accuracy by {kind.replace('_', ' ')}" + (" (95% CI)" if has_ci else ""))
     return _svg(fig)
+
+
+def version_plot_svg(kind: str, *, metrics: dict, classes: list[str], colours: list[str] | None = None) -> bytes | None:
+    """One of a version's plots as a standalone image (no links), as the version page serves it
+    and the model card ships it; None when the version has nothing to draw for that kind (no
+    confusion matrix without a test evaluation, no curves without epochs)."""
+    if kind == "confusion":
+        matrix = metrics.get("confusion_matrix")
+        return confusion_svg(matrix, classes, colours=colours) if matrix else None
+    if kind == "calibration":
+        return calibration_svg(metrics.get("calibration", []))
+    if kind == "slices":
+        return slices_svg(metrics.get("slices", {}), metrics.get("accuracy"))
+    if kind == "curves":
+        return curves_svg(metrics.get("history", []))
+    return None

@@ -254,6 +254,20 @@ def active_predictions_progress(*, dataset: Dataset) -> dict | None:
     return {"version": version, "faces": faces, "done": done, "computing": computing, "missing": faces - done}
 
 
+def version_disputed_count(*, version: ModelVersion) -> int:
+    """Faces where the version's prediction differs from the current label: included faces only,
+    as the review queue counts them (an excluded face is out of the data, so not disputed). The
+    version page and the model card both say this number."""
+    return Prediction.objects.filter(model_version=version, disagrees=True, face__is_excluded=False).count()
+
+
+def version_class_colours(*, version: ModelVersion) -> list[str]:
+    """The version's classes in the colours of its dataset's class list (every page's colours)."""
+    from curator.colours import class_colour
+
+    return [class_colour(version.dataset.classes, name) for name in version.classes]
+
+
 def version_predictions(*, model_version: ModelVersion) -> QuerySet[Prediction]:
     """Every prediction of one model version (a queryset to narrow)."""
     return Prediction.objects.filter(model_version=model_version)

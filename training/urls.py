@@ -15,6 +15,8 @@ urlpatterns = [
     path("versions/<int:version_id>/", views.version_detail, name="version_detail"),
     path("versions/<int:version_id>/plots/<slug:kind>.svg", views.version_plot, name="version_plot"),
     path("versions/<int:version_id>/snapshot.csv", views.version_snapshot, name="version_snapshot"),
+    path("versions/<int:version_id>/model-card.zip", views.version_model_card, name="version_model_card"),
+    path("versions/<int:version_id>/model-card.md", views.version_model_card_markdown, name="version_model_card_md"),
     path("versions/<int:version_id>/activate/", views.version_activate, name="version_activate"),
     path("versions/<int:version_id>/predict/", views.version_predict, name="version_predict"),
 ]

@@ -191,7 +191,7 @@ def _drilldown_plots(version: ModelVersion, metrics: dict) -> list[tuple[str, st
             matrix,
             classes,
             link=lambda i, j: _test_grid(version, model_label=classes[i], predicted=classes[j]),
-            colours=_class_colours(version),
+            colours=selectors.version_class_colours(version=version),
         )
         out.append(("confusion", plots.inline(svg)))
     svg = plots.calibration_svg(
@@ -270,11 +270,7 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
                 if isinstance(n_test, int) and accuracy is not None
                 else None,
                 "errors_url": _test_grid(version, model_correct="0"),
-                # Included faces only, as the review queue counts them (an excluded face is
-                # out of the data: it is not disputed, and was counted here by mistake).
-                "disputed": selectors.version_predictions(model_version=version)
-                .filter(disagrees=True, face__is_excluded=False)
-                .count(),
+                "disputed": selectors.version_disputed_count(version=version),
                 "disputed_url": grid_url(version, disagrees="1", excluded="0"),
             },
             "others": others,
@@ -285,27 +281,19 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     )
 
 
-def _class_colours(version: ModelVersion) -> list[str]:
-    """The version's classes in the colours of its dataset's class list (every page's colours)."""
-    from curator.colours import class_colour
-
-    return [class_colour(version.dataset.classes, name) for name in version.classes]
-
-
 def version_plot(request: HttpRequest, version_id: int, kind: str) -> HttpResponse:
     from training import plots
 
     version = selectors.version_for(request.user, version_id)
-    metrics = with_intervals(version.metrics or {})
-    if kind == "confusion" and metrics.get("confusion_matrix"):
-        return _svg(plots.confusion_svg(metrics["confusion_matrix"], version.classes, colours=_class_colours(version)))
-    if kind == "calibration":
-        return _svg(plots.calibration_svg(metrics.get("calibration", [])))
-    if kind == "slices":
-        return _svg(plots.slices_svg(metrics.get("slices", {}), metrics.get("accuracy")))
-    if kind == "curves":
-        return _svg(plots.curves_svg(metrics.get("history", [])))
-    raise Http404("No such plot.")
+    svg = plots.version_plot_svg(
+        kind,
+        metrics=with_intervals(version.metrics or {}),
+        classes=version.classes,
+        colours=selectors.version_class_colours(version=version),
+    )
+    if svg is None:
+        raise Http404("No such plot.")
+    return _svg(svg)
 
 
 def version_snapshot(request: HttpRequest, version_id: int) -> HttpResponse:
@@ -323,6 +311,34 @@ def version_snapshot(request: HttpRequest, version_id: int) -> HttpResponse:
         as_attachment=True,
         filename=f"{version.dataset.name}-v{version.number}-snapshot.csv",
     )
+
+
+def version_model_card(request: HttpRequest, version_id: int) -> HttpResponse:
+    """The version's model card: MODEL_CARD.md and its plots as SVG, in a zip."""
+    from training.model_card import model_card_build
+
+    card = model_card_build(version=selectors.version_for(request.user, version_id))
+    response = HttpResponse(card.zip_bytes(), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{card.zip_name}"'
+    return response
+
+
+def version_model_card_markdown(request: HttpRequest, version_id: int) -> HttpResponse:
+    """The card's Markdown alone, its images linked to the version page's plot URLs (which need
+    a login, as this file does)."""
+    from training.model_card import model_card_build
+
+    version = selectors.version_for(request.user, version_id)
+    card = model_card_build(
+        version=version,
+        plot_url=lambda kind: request.build_absolute_uri(
+            reverse("training:version_plot", kwargs={"version_id": version.pk, "kind": kind})
+        ),
+    )
+    response = HttpResponse(card.markdown, content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="model-card-v{version.number}.md"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @require_POST
