@@ -138,7 +138,9 @@ def training_composition(*, version: ModelVersion) -> Composition | None:
         for kind in kinds:
             slices[kind][values.get(kind, NOT_RECORDED)][(split, label)] += 1
     labels_then = {row["face_id"]: row["label"] for row in rows}
-    now = dict(Face.objects.filter(pk__in=list(labels_then), is_excluded=False).values_list("pk", "label").iterator())
+    # One scan of the dataset's faces rather than an IN list of every snapshot id.
+    faces = Face.objects.filter(dataset_id=version.dataset_id, is_excluded=False)
+    now = dict(faces.values_list("pk", "label").iterator())
     return Composition(
         classes=classes,
         per_split=per_split,
@@ -432,12 +434,17 @@ class _CardWriter:
         self._add("## Accuracy per slice", "")
         stored = self.metrics.get("slices") or {}
         slices = {kind: stored[kind] for kind in sorted(stored, key=_kind_order) if stored[kind]}
+        if not self.evaluated:
+            self._add(
+                "Unknown: the version has no test evaluation, so nothing here shows how the model does "
+                "for any group of people.",
+                "",
+            )
+            return
         if not slices:
             self._add(
                 "The test faces carry no metadata to slice by, so accuracy per age band, race, source or "
-                "quality is unknown"
-                + (" (there is no test evaluation at all)." if not self.evaluated else ".")
-                + " Nothing here shows how the model does for any group of people.",
+                "quality is unknown. Nothing here shows how the model does for any group of people.",
                 "",
             )
             return

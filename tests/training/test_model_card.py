@@ -252,7 +252,7 @@ def test_a_version_without_evaluation_snapshot_or_slices_gets_an_honest_card(ali
     assert set(files) == {"MODEL_CARD.md"}  # nothing to plot
     assert "**This version has no test evaluation**: no accuracy can be claimed for it." in markdown
     assert "None: this version was not evaluated on a test split." in markdown
-    assert "The test faces carry no metadata to slice by" in markdown
+    assert "Unknown: the version has no test evaluation" in markdown
     assert "No snapshot: the exact faces, labels and splits it used cannot be checked." in markdown
     assert "Trained by | unknown" in markdown
     assert "n/a" not in markdown.split("## Test metrics")[1].split("##")[0]  # no table of empty figures
@@ -286,3 +286,18 @@ def test_the_markdown_alone_links_the_version_pages_plots(alice_client, version)
             version=version, plot_url=lambda kind: f"http://testserver/training/versions/{version.pk}/plots/{kind}.svg"
         ).markdown
     )
+
+
+def test_label_noise_counts_faces_relabelled_or_excluded_since_training(alice, version):
+    from labeling import services as labeling_services
+
+    faces = list(Face.objects.filter(dataset=version.dataset).order_by("id")[:3])
+    labeling_services.faces_update(
+        user=alice, dataset=version.dataset, faces=[faces[0].pk, faces[1].pk], changes={"label": "male"}
+    )
+    Face.objects.filter(pk=faces[2].pk).update(is_excluded=True)
+    relabelled = sum(1 for f in faces[:2] if f.label != "male")
+    card = model_card_build(version=version).markdown
+    total = Face.objects.filter(dataset=version.dataset).count()
+    assert f"{relabelled} of the {total} faces it saw have been relabelled since it was trained" in card
+    assert "and 1 excluded or deleted" in card
