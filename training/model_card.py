@@ -14,12 +14,16 @@ cannot start a heading, and `<script>` stays text. Matplotlib draws them as plai
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from django.core.cache import cache
 
 from curator.models import Face
 from training import selectors
@@ -128,13 +132,13 @@ def training_composition(*, version: ModelVersion) -> Composition | None:
         return None
     classes = list(version.classes)
     per_split = {s: dict.fromkeys(classes, 0) for s in SPLITS}
-    kinds = sorted({kind for row in rows for kind in _slice_values(row.get("slices", ""))}, key=_kind_order)
+    parsed = [_slice_values(row.get("slices", "")) for row in rows]
+    kinds = sorted({kind for values in parsed for kind in values}, key=_kind_order)
     slices: dict[str, dict[str, Counter]] = {kind: defaultdict(Counter) for kind in kinds}
-    for row in rows:
+    for row, values in zip(rows, parsed, strict=True):
         split, label = row["split"], row["label"]
         per_split.setdefault(split, {}).setdefault(label, 0)
         per_split[split][label] += 1
-        values = _slice_values(row.get("slices", ""))
         for kind in kinds:
             slices[kind][values.get(kind, NOT_RECORDED)][(split, label)] += 1
     labels_then = {row["face_id"]: row["label"] for row in rows}
@@ -174,38 +178,53 @@ class ModelCard:
         return buffer.getvalue()
 
 
-def _card_plots(version: ModelVersion, metrics: dict) -> dict[str, bytes]:
+def card_plot_kinds(metrics: dict) -> list[str]:
     """The version page's plots that have something to show: a confusion matrix and a
     calibration diagram need a test evaluation, the slice plot metadata, the curves epochs."""
-    from training import plots
-
     wanted = {
         "confusion": bool(metrics.get("confusion_matrix")),
         "calibration": bool(metrics.get("calibration")),
-        "slices": any(metrics.get("slices", {}).values()),
+        "slices": any((metrics.get("slices") or {}).values()),
         "curves": bool(metrics.get("history")),
     }
+    return [kind for kind in CARD_PLOTS if wanted[kind]]
+
+
+def _card_plots(version: ModelVersion, metrics: dict, kinds: list[str]) -> dict[str, bytes]:
+    """The plots drawn, cached like the version page's by the version and its metrics (they
+    change only when it is evaluated again): drawing them is most of a card's time."""
+    from training import plots
+
+    digest = hashlib.sha1(json.dumps(metrics, sort_keys=True, default=str).encode()).hexdigest()[:16]
     colours = selectors.version_class_colours(version=version)
+    key = f"training:card-plots:{version.pk}:{digest}:{hashlib.sha1(str(colours).encode()).hexdigest()[:8]}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
     out = {}
-    for kind in CARD_PLOTS:
-        if wanted[kind]:
-            svg = plots.version_plot_svg(kind, metrics=metrics, classes=version.classes, colours=colours)
-            if svg is not None:
-                out[kind] = svg
+    for kind in kinds:
+        svg = plots.version_plot_svg(kind, metrics=metrics, classes=version.classes, colours=colours)
+        if svg is not None:
+            out[kind] = svg
+    cache.set(key, out, 3600)
     return out
 
 
-def model_card_build(*, version: ModelVersion, plot_url: Callable[[str], str] | None = None) -> ModelCard:
+def model_card_build(
+    *, version: ModelVersion, plot_url: Callable[[str], str] | None = None, draw_plots: bool = True
+) -> ModelCard:
     """The card of one version. `plot_url(kind)` is where the Markdown finds a plot: plots/<kind>.svg
-    beside it in the zip by default (the Markdown alone links the version page's plot URLs)."""
+    beside it in the zip by default (the Markdown alone links the version page's plot URLs, and
+    needs no drawing: draw_plots=False)."""
     metrics = with_intervals(version.metrics or {})
-    plots = _card_plots(version, metrics)
+    kinds = card_plot_kinds(metrics)
+    plots = _card_plots(version, metrics, kinds) if draw_plots else {}
     composition = training_composition(version=version)
     writer = _CardWriter(
         version=version,
         metrics=metrics,
         composition=composition,
-        plots=list(plots),
+        plots=list(plots) if draw_plots else kinds,
         plot_url=plot_url or (lambda kind: f"plots/{kind}.svg"),
         disputed=selectors.version_disputed_count(version=version),
     )

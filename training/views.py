@@ -331,6 +331,7 @@ def version_model_card_markdown(request: HttpRequest, version_id: int) -> HttpRe
     version = selectors.version_for(request.user, version_id)
     card = model_card_build(
         version=version,
+        draw_plots=False,
         plot_url=lambda kind: request.build_absolute_uri(
             reverse("training:version_plot", kwargs={"version_id": version.pk, "kind": kind})
         ),
