@@ -304,7 +304,11 @@ class _CardWriter:
         if job is not None:
             who = job.created_by.get_username() if job.created_by else "(deleted user)"
             rows.append(["Trained by", md(who)])
-            for name, at in (("Job queued", job.created_at), ("Training started", job.started_at)):
+            for name, at in (
+                ("Job queued", job.created_at),
+                ("Training started", job.started_at),
+                ("Training finished", job.finished_at),
+            ):
                 if at:
                     rows.append([name, at.strftime("%Y-%m-%d %H:%M UTC")])
             rows.append(["Training job", str(job.pk)])

@@ -1,5 +1,5 @@
 """Training pages: a dataset's jobs and versions, the job form, the live job page (progress,
-curves, log, cancel), a version's evaluation, activation, and the comparison of two versions.
+curves, log, cancel), a version's evaluation, model card and activation, and the comparison of two versions.
 Views parse, call a service or selector, and render; plots are SVG rendered here with matplotlib."""
 
 import hashlib

@@ -189,11 +189,10 @@ def test_labels_metadata_and_names_cannot_break_the_markdown(alice_client, datas
     html, tokens = render(markdown)
     # No HTML, link or image of the user's: only the card's own images.
     assert "<script" not in html and "<b>" not in html
-    assert "evil.example" not in re.findall(r'href="([^"]*)"', html).__str__()
-    assert re.findall(r"<a ", html) == []
+    assert "href=" not in html and "<a " not in html
     assert all(src.startswith("plots/") for src in re.findall(r'<img src="([^"]*)"', html))
     # No heading of the user's: the card's headings are all there is.
-    headings = [t.content for t in tokens if t.type == "inline" and tokens[tokens.index(t) - 1].type == "heading_open"]
+    headings = [t.content for i, t in enumerate(tokens) if t.type == "inline" and tokens[i - 1].type == "heading_open"]
     assert all(not h.startswith("heading") for h in headings)
     assert len([line for line in markdown.splitlines() if line.startswith("#")]) == len(headings)
     # Every table keeps its columns.
