@@ -464,7 +464,11 @@ def describe_filter(*, dataset: Dataset, values: dict) -> list[str]:
     if split:
         words.append("without a split" if split == "none" else f"in the {split} split")
     if values.get("batch") is not None:
-        words.append(f"from import #{values['batch']}")
+        # The parameter is the batch's id; people know an import by its number in the dataset.
+        number = (
+            ImportBatch.objects.filter(dataset=dataset, pk=values["batch"]).values_list("number", flat=True).first()
+        )
+        words.append(f"from import #{number if number is not None else values['batch']}")
     if values.get("file"):
         words.append(f"file name contains “{values['file']}”")
     if values.get("outcome") in OUTCOMES:

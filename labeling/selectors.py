@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db.models import Case, Count, F, IntegerField, Max, Min, OuterRef, QuerySet, Subquery, Value, When
 
-from curator.models import Dataset, Face, SourceImage
+from curator.models import Dataset, Face, ImportBatch, SourceImage
 from curator.storage import storage_listdir
 from labeling.extensions import prediction_provider
 from labeling.models import BulkAction, LabelEvent
@@ -678,7 +678,6 @@ FILTER_WORDS = {
     "min_abs_yaw": "yaw beyond ±{}°",
     "min_score": "detector score at least {}",
     "max_score": "detector score at most {}",
-    "batch": "from import #{}",
     "file": "file name containing “{}”",
     "split": "split {}",
     "identity": "of identity cluster {}",
@@ -703,6 +702,13 @@ def _number(value) -> str:
     return str(value)
 
 
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def filter_words(values: dict) -> str:
     """A grid filter ({"label": "male", "min_size": "48"}) as a person says it."""
     from labeling.filters import OUTCOMES
@@ -722,6 +728,9 @@ def filter_words(values: dict) -> str:
             parts.append(f"sorted by {str(value).lstrip('-')}{' (descending)' if desc else ''}")
         elif key == "per_page":
             continue
+        elif key == "batch":
+            number = ImportBatch.objects.filter(pk=_int_or_none(value)).values_list("number", flat=True).first()
+            parts.append(f"from import #{number if number is not None else value}")
         elif key in FILTER_WORDS:
             parts.append(FILTER_WORDS[key].format(_number(value)))
         elif key.startswith("m_") and key.endswith("_min"):
