@@ -252,3 +252,27 @@ def test_z_on_the_grid_does_not_undo_a_merge(alice, dataset, people):
     undone = services.bulk_action_undo_last(user=alice, dataset=dataset)
     assert undone.action.reverts.kind == BulkAction.Kind.LABEL
     assert not merge.reverted_by.exists()
+
+
+def test_the_face_page_and_the_dataset_page_link_the_identities(bob_client, dataset, people):
+    big = cluster_of(people[0][0])
+    face_page = bob_client.get(f"/datasets/{dataset.pk}/faces/{people[0][0].pk}/").content.decode()
+    assert f'href="/labeling/{dataset.pk}/identities/{big}/" id="face-identity"' in face_page
+    named = bob_client.get(f"/datasets/{dataset.pk}/faces/{people['ann'][0].pk}/").content.decode()
+    assert "(Ann_Lee)" in named
+    assert f'href="/labeling/{dataset.pk}/identities/"' in bob_client.get(f"/datasets/{dataset.pk}/").content.decode()
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999999", "-1", "x", "1.5"])
+def test_nonsense_cluster_numbers_are_400_or_404_never_500(alice_client, dataset, people, value):
+    assert alice_client.get(f"/labeling/{dataset.pk}/?identity={value}").status_code == 400
+    assert alice_client.get(f"/api/v1/datasets/{dataset.pk}/faces/?identity={value}").status_code == 400
+    merge = alice_client.post(f"/labeling/{dataset.pk}/identities/merge/", {"cluster": [value, "0"]})
+    assert merge.status_code == 302 and not IdentityDecision.objects.exists()
+
+
+def test_a_cluster_number_too_big_for_the_database_is_a_message_not_a_500(alice_client, dataset, people):
+    response = alice_client.get(f"/labeling/{dataset.pk}/identities/99999999999999999999999/")
+    assert response.status_code == 302
+    split = alice_client.post(f"/labeling/{dataset.pk}/identities/99999999999999999999999/split/", {"face": ["1"]})
+    assert split.status_code == 302 and not IdentityDecision.objects.exists()
