@@ -46,13 +46,19 @@ def cluster_sizes(n: int) -> list[int]:
 
 def identities_fill(dataset) -> int:
     from django.db import connection
+    from django.db.models import F
 
     from curator.models import Face
     from embeddings.models import FaceIdentity, IdentityDecision
 
     IdentityDecision.objects.filter(dataset=dataset).delete()
-    FaceIdentity.objects.filter(dataset=dataset).delete()
     ids = list(Face.objects.filter(dataset=dataset).order_by("pk").values_list("pk", flat=True))
+    if FaceIdentity.objects.filter(dataset=dataset).count() == len(ids):
+        # A previous run's clusters: back to the computed ones (its decisions are gone).
+        FaceIdentity.objects.filter(dataset=dataset).update(cluster=F("computed_cluster"))
+        print("reusing the identity clusters of a previous run")
+        return len(cluster_sizes(len(ids)))
+    FaceIdentity.objects.filter(dataset=dataset).delete()
     rows, start = [], 0
     for number, size in enumerate(cluster_sizes(len(ids))):
         name = f"Person_{number}" if number % 10 == 0 else ""

@@ -181,8 +181,8 @@ def page_list(ids: dict) -> tuple[list[tuple[str, str, str]], list[str]]:
     pages, skipped = [], []
     for name, url_name, args, wait in wanted:
         if any(a is None for a in args):
-            why = "no identity cluster (no descriptors)" if name.startswith("11b") else "no model version"
-            skipped.append(f"{name}: {why} (training skipped or failed)" if why == "no model version" else f"{name}: {why}")
+            why = "no identity cluster (no descriptors)" if name.startswith("11b") else None
+            skipped.append(f"{name}: {why or 'no model version (training skipped or failed)'}")
             continue
         try:
             url = reverse(url_name, args=args)

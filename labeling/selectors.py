@@ -866,17 +866,30 @@ IDENTITY_SAMPLES = 6
 
 def identity_summary(*, dataset: Dataset) -> dict:
     """{"clusters", "faces", "single" (clusters of one face), "known" (clusters holding a named
-    face), "decisions" (active merges and splits)}: one aggregate over the dataset's rows."""
+    face), "decisions" (active merges and splits)}: one pass over the dataset's rows (a grouped
+    subquery, summed in the same statement), not one pass per figure."""
+    from django.db import connection
+    from django.db.models import Q
+
     from embeddings.models import FaceIdentity, IdentityDecision
 
-    sizes = FaceIdentity.objects.filter(dataset=dataset).values("cluster").annotate(n=Count("face_id"))
-    single = sizes.filter(n=1).count()
-    totals = FaceIdentity.objects.filter(dataset=dataset).aggregate(
-        faces=Count("face_id"), clusters=Count("cluster", distinct=True)
+    per_cluster = (
+        FaceIdentity.objects.filter(dataset=dataset)
+        .values("cluster")
+        .annotate(n=Count("face_id"), named=Count("face_id", filter=Q(known=True)))
+        .order_by()
     )
-    known = FaceIdentity.objects.filter(dataset=dataset, known=True).values("cluster").distinct().count()
+    sql, params = per_cluster.query.sql_with_params()
+    with connection.cursor() as cursor:
+        # Django has no aggregate of an aggregate: its own grouped SQL, summed once around it.
+        cursor.execute(
+            "SELECT COUNT(*), COALESCE(SUM(n), 0), COALESCE(SUM(CASE WHEN n = 1 THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN named > 0 THEN 1 ELSE 0 END), 0) FROM ({sql}) AS per_cluster",
+            params,
+        )
+        clusters, faces, single, known = (int(v) for v in cursor.fetchone())
     decisions = IdentityDecision.objects.filter(dataset=dataset, active=True).count()
-    return {**totals, "single": single, "known": known, "decisions": decisions}
+    return {"clusters": clusters, "faces": faces, "single": single, "known": known, "decisions": decisions}
 
 
 def identity_cluster_count(*, dataset: Dataset, min_size: int = 1) -> int:
