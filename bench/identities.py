@@ -108,7 +108,7 @@ def main() -> None:
     dataset, user = grid.fill(args.faces, args.reset)
     t0 = time.perf_counter()
     clusters = identities_fill(dataset)
-    print(f"{clusters} identity clusters over {args.faces} faces written in {time.perf_counter() - t0:.1f} s")
+    print(f"{clusters} identity clusters over {args.faces} faces ready in {time.perf_counter() - t0:.1f} s")
 
     client = Client()
     client.force_login(user)
