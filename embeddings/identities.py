@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 
 from curator.models import Face
+from curator.params import id_param
 from embeddings.graph import close_pairs
 from embeddings.models import DescriptorSet, FaceIdentity, IdentityDecision
 
@@ -100,6 +101,17 @@ class IdentityError(Exception):
         self.message = message
 
 
+def _whole(value) -> int:
+    """A cluster number or face id from a form: ASCII digits only (curator.params.id_param), so
+    "١٢" is not 12 and a number beyond 64 bits names nothing."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = id_param(value if isinstance(value, str) else None)
+    if number is None:
+        raise IdentityError(f"“{value}” is not a cluster or face number: cluster and face ids must be whole numbers.")
+    return number
+
+
 def _assignment(dataset_id: int, *, toggled: dict[int, bool] | None = None) -> tuple[dict[int, int], dict[int, int]]:
     """({face: cluster now}, {face: cluster after the active decisions}), the decisions applied
     oldest first to the computed clusters; `toggled` ({decision id: active}) answers "what if
@@ -165,10 +177,7 @@ def cluster_face_ids(*, dataset_id: int, cluster: int) -> list[int]:
 def identity_clusters_merge(*, dataset_id: int, clusters) -> tuple[IdentityDecision, int]:
     """ "Same person": the clusters become one (the lowest number). Returns the decision and the
     number of faces that changed cluster."""
-    try:
-        numbers = sorted({int(c) for c in clusters})
-    except (TypeError, ValueError) as exc:
-        raise IdentityError("Cluster numbers must be whole numbers.") from exc
+    numbers = sorted({_whole(c) for c in clusters})
     if len(numbers) < 2:
         raise IdentityError("Pick two or more clusters to merge.")
     # Lock the dataset's clusters: a merge and a split at once must not both read the old ones.
@@ -191,11 +200,8 @@ def identity_clusters_merge(*, dataset_id: int, clusters) -> tuple[IdentityDecis
 def identity_cluster_split(*, dataset_id: int, cluster, face_ids) -> tuple[IdentityDecision, int]:
     """ "These are different people": the picked faces of `cluster` leave it and form a cluster
     of their own. Returns the decision and the number of faces that changed cluster."""
-    try:
-        number = int(cluster)
-        picked = sorted({int(f) for f in face_ids})
-    except (TypeError, ValueError) as exc:
-        raise IdentityError("Cluster and face ids must be whole numbers.") from exc
+    number = _whole(cluster)
+    picked = sorted({_whole(f) for f in face_ids})
     list(FaceIdentity.objects.select_for_update().filter(dataset_id=dataset_id).values_list("pk", flat=True))
     members = set(cluster_face_ids(dataset_id=dataset_id, cluster=number))
     if not members:

@@ -517,7 +517,7 @@ def identities_merge(*, user: AbstractBaseUser | None, dataset: Dataset, cluster
         decision, moved = identity_clusters_merge(dataset_id=dataset.pk, clusters=clusters)
     except IdentityError as exc:
         raise InvalidChange(exc.message) from exc
-    numbers = sorted({int(c) for c in clusters})
+    numbers = sorted({int(c) for c in clusters})  # checked by the merge: ASCII digits only
     action = _new_action(
         user=user,
         dataset=dataset,

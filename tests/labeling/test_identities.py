@@ -271,6 +271,16 @@ def test_nonsense_cluster_numbers_are_400_or_404_never_500(alice_client, dataset
     assert merge.status_code == 302 and not IdentityDecision.objects.exists()
 
 
+@pytest.mark.parametrize("value", ["١", "²", str(2**70), "1_0"])
+def test_merge_and_split_read_cluster_and_face_numbers_as_ascii_digits_only(alice, dataset, people, value):
+    big = cluster_of(people[0][0])
+    with pytest.raises(services.InvalidChange, match="whole numbers"):
+        services.identities_merge(user=alice, dataset=dataset, clusters=[big, value])
+    with pytest.raises(services.InvalidChange, match="whole numbers"):
+        services.identities_split(user=alice, dataset=dataset, cluster=big, faces=[value])
+    assert not IdentityDecision.objects.exists()
+
+
 def test_a_cluster_number_too_big_for_the_database_is_a_message_not_a_500(alice_client, dataset, people):
     response = alice_client.get(f"/labeling/{dataset.pk}/identities/99999999999999999999999/")
     assert response.status_code == 302
