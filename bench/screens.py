@@ -120,6 +120,23 @@ def setup_data(train: bool) -> dict:
     action = labeling.faces_mark_not_face(user=alice, dataset=dataset, faces=[faces[4].pk])
     ids["action"] = action.pk
 
+    # Identity clusters (computed after the descriptors; again here in case the embed step was
+    # skipped), the largest one for its own page.
+    from django.db.models import Count
+
+    from embeddings.models import FaceIdentity
+    from embeddings.services import identity_clusters_update
+
+    identity_clusters_update(dataset_id=dataset.pk)
+    largest = (
+        FaceIdentity.objects.filter(dataset=dataset)
+        .values("cluster")
+        .annotate(n=Count("face_id"))
+        .order_by("-n", "cluster")
+        .first()
+    )
+    ids["cluster"] = largest["cluster"] if largest else None
+
     from django.db import connections
 
     connections.close_all()
@@ -143,6 +160,8 @@ def page_list(ids: dict) -> tuple[list[tuple[str, str, str]], list[str]]:
         ("09-face-page", "labeling:face", [d, ids["face"]], "main"),
         ("10-overview", "labeling:overview", [d], "main"),
         ("11-duplicates", "labeling:duplicates", [d], "main"),
+        ("11a-identities", "labeling:identities", [d], "#identity-summary"),
+        ("11b-identity-cluster", "labeling:identity_cluster", [d, ids.get("cluster")], "#cluster-faces"),
         ("12-history", "labeling:history", [d], "main"),
         ("13-revert", "labeling:revert", [d, ids["action"]], "main"),
         ("14-embeddings-map", "labeling:map", [d], "main"),
@@ -162,7 +181,8 @@ def page_list(ids: dict) -> tuple[list[tuple[str, str, str]], list[str]]:
     pages, skipped = [], []
     for name, url_name, args, wait in wanted:
         if any(a is None for a in args):
-            skipped.append(f"{name}: no model version (training skipped or failed)")
+            why = "no identity cluster (no descriptors)" if name.startswith("11b") else None
+            skipped.append(f"{name}: {why or 'no model version (training skipped or failed)'}")
             continue
         try:
             url = reverse(url_name, args=args)

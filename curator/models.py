@@ -2,7 +2,7 @@
 that align them. Image bytes live in storage (MEDIA_ROOT or S3); rows hold only paths."""
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 
 from curator.jobs import BackgroundJob
 
@@ -98,6 +98,9 @@ class ImportBatch(models.Model):
         FAILED = "failed", "Failed"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="batches")
+    # The import's number within its dataset (1, 2, 3...), the one pages show: the primary key
+    # counts every dataset's imports, so a new dataset's first import read "#37".
+    number = models.PositiveIntegerField(editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -130,9 +133,22 @@ class ImportBatch(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "import batches"  # not Django's "import batchs"
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_import_number")]
 
     def __str__(self) -> str:
-        return f"{self.get_source_display()} {self.source_name} into {self.dataset}"
+        return f"Import #{self.number}: {self.get_source_display()} {self.source_name} into {self.dataset}"
+
+    def save(self, *args, **kwargs):
+        # The next number of the dataset, under a lock on the dataset's row so that two imports
+        # started at once cannot both take it (an invariant of the row, hence here).
+        if self.number is None:
+            with transaction.atomic():
+                Dataset.objects.select_for_update().filter(pk=self.dataset_id).values_list("pk").first()
+                last = ImportBatch.objects.filter(dataset_id=self.dataset_id).aggregate(n=models.Max("number"))["n"]
+                self.number = (last or 0) + 1
+                super().save(*args, **kwargs)
+            return
+        super().save(*args, **kwargs)
 
     @property
     def label_sources_display(self) -> str:

@@ -110,6 +110,7 @@ def batch_report(*, batch: ImportBatch) -> dict:
         waiting = round((timezone.now() - (batch.heartbeat_at or batch.created_at)).total_seconds())
     return {
         "id": batch.pk,
+        "number": batch.number,
         "status": batch.status,
         "finished": batch.is_finished,
         "staged": batch.staged_count,

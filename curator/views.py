@@ -192,6 +192,7 @@ def _upload_received(request: HttpRequest, batch: ImportBatch) -> HttpResponse:
         return JsonResponse(
             {
                 "batch": batch.pk,
+                "number": batch.number,
                 "status": batch.status,
                 "received": batch.staged_count,
                 "report_url": report_url,

@@ -44,16 +44,50 @@ class DescriptorSet(models.Model):
 
 class FaceIdentity(models.Model):
     """The identity cluster of a face: dlib's Chinese whispers over the dataset's descriptors
-    (distance < 0.6 joins two faces), or the person named in the photo's metadata when the
-    dataset has it. Faces of one cluster are kept on one side of a train/test split."""
+    (embeddings.identities.CLUSTER_DISTANCE joins two faces), or the person named in the photo's
+    metadata when the dataset has it, then corrected by the curators' decisions
+    (IdentityDecision). Faces of one cluster are kept on one side of a train/test split."""
 
     face = models.OneToOneField(Face, on_delete=models.CASCADE, related_name="identity")
     dataset = models.ForeignKey("curator.Dataset", on_delete=models.CASCADE, related_name="+")
-    cluster = models.IntegerField(help_text="Cluster number, unique within the dataset.")
+    cluster = models.IntegerField(help_text="Cluster number after the curators' decisions, unique within the dataset.")
+    computed_cluster = models.IntegerField(
+        default=0,
+        help_text="Cluster number as computed, before the curators' decisions (they are applied again to it).",
+    )
     known = models.BooleanField(default=False, help_text="From the photo's metadata, not from the descriptors.")
+    name = models.CharField(max_length=200, blank=True, help_text="The person the photo names (known faces only).")
 
     class Meta:
         indexes = [models.Index(fields=["dataset", "cluster"])]
+
+
+class IdentityDecision(models.Model):
+    """A curator's correction of the identity clusters, kept apart from the computed clusters so
+    that recomputing them (new descriptors, new faces) does not undo it: after every computation
+    the active decisions are applied again, oldest first (embeddings.identities).
+
+    - merge ("same person"): must-link. `face_ids` are every face of the merged clusters at the
+      time; whatever clusters hold them later become one.
+    - split ("these are different people"): cannot-link. `face_ids` are the faces the curator
+      picked; they leave whatever cluster holds them later and form a cluster of their own.
+
+    The labeling history records each as an action (labeling.BulkAction params name the
+    decision); reverting the action sets `active` off, reverting the revert sets it on again."""
+
+    class Kind(models.TextChoices):
+        MERGE = "merge", "Same person"
+        SPLIT = "split", "Different people"
+
+    dataset = models.ForeignKey("curator.Dataset", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    face_ids = models.JSONField(default=list)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["dataset", "active"])]
 
 
 # --- The map, uniqueness scores and saved selections (embeddings/maps.py, embeddings/uniqueness.py) ---

@@ -2,7 +2,8 @@
 endpoint (its query string), bulk changes over "all N matching" and the OpenAPI schema, so all of
 them select the same faces with the same parameters.
 
-Parameters: label, split, batch, file, outcome, excluded, the quality bounds (min_size ... max_score,
+Parameters: label, split, batch, file, outcome, excluded, identity (a cluster of the identities
+page), the quality bounds (min_size ... max_score,
 signed yaw min_yaw / max_yaw, and exclusive lower bounds size_above ... score_above for histogram bars),
 `m_<key>` / `m_<key>_min` / `m_<key>_max` on the photo's metadata, and `sort`. Apps above labeling
 add their own filters and sorts with `register_face_filters` (training adds the prediction
@@ -207,6 +208,9 @@ class FaceFilterSet(django_filters.FilterSet):
     file = TextFilter(method="filter_file", label="part of the source file name")
     outcome = TextFilter(method="filter_outcome", label="single, several or no_face")
     excluded = TextFilter(method="filter_excluded", label="1: excluded faces only; 0: included faces only")
+    identity = NumberFilter(
+        method="filter_identity", integer=True, label="identity cluster number (the identities page)"
+    )
     min_size = _quality("min_size", *QUALITY["min_size"])
     max_size = _quality("max_size", *QUALITY["max_size"])
     min_sharpness = _quality("min_sharpness", *QUALITY["min_sharpness"])
@@ -321,6 +325,20 @@ class FaceFilterSet(django_filters.FilterSet):
             return queryset
         self.values["excluded"] = "1" if value in ("1", "true") else "0"
         return queryset.filter(is_excluded=value in ("1", "true"))
+
+    def filter_identity(self, queryset, name, value):
+        from embeddings.models import FaceIdentity
+
+        # Cluster numbers change when the clusters are computed again: an old link must say so
+        # rather than show an empty grid.
+        if not FaceIdentity.objects.filter(dataset=self.dataset, cluster=value).exists():
+            self._problem(
+                name,
+                f"Identity cluster {value} is not a cluster of this dataset (clusters are renumbered when "
+                "they are computed again: open it from the identities page).",
+            )
+        self.values["identity"] = value
+        return queryset.filter(identity__cluster=value)
 
     def filter_metadata(self, queryset, name, value):
         value = value.strip()
@@ -446,13 +464,19 @@ def describe_filter(*, dataset: Dataset, values: dict) -> list[str]:
     if split:
         words.append("without a split" if split == "none" else f"in the {split} split")
     if values.get("batch") is not None:
-        words.append(f"from import #{values['batch']}")
+        # The parameter is the batch's id; people know an import by its number in the dataset.
+        number = (
+            ImportBatch.objects.filter(dataset=dataset, pk=values["batch"]).values_list("number", flat=True).first()
+        )
+        words.append(f"from import #{number if number is not None else values['batch']}")
     if values.get("file"):
         words.append(f"file name contains “{values['file']}”")
     if values.get("outcome") in OUTCOMES:
         words.append(OUTCOMES[values["outcome"]])
     if values.get("excluded"):
         words.append("excluded" if values["excluded"] == "1" else "included (not excluded)")
+    if values.get("identity") is not None:
+        words.append(f"of identity cluster {values['identity']}")
     for name, (_, text) in QUALITY.items():
         if values.get(name) not in (None, ""):
             words.append(f"{text.split(' (')[0]} {values[name]}{_unit(text)}")

@@ -21,6 +21,10 @@ class BulkAction(models.Model):
         DEDUPLICATE = "deduplicate", "Keep one of duplicates"
         REVIEW = "review", "Model review"
         NOT_A_FACE = "not_a_face", "Not a face"
+        # Identity clusters (the identities page): no face field changes, the action names an
+        # embeddings.IdentityDecision in its params, which a revert turns off.
+        SAME_PERSON = "same_person", "Same person (merge)"
+        DIFFERENT_PEOPLE = "different_people", "Different people (split)"
         UNDO = "undo", "Undo"
         REVERT = "revert", "Revert"
 

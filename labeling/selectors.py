@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db.models import Case, Count, F, IntegerField, Max, Min, OuterRef, QuerySet, Subquery, Value, When
 
-from curator.models import Dataset, Face, SourceImage
+from curator.models import Dataset, Face, ImportBatch, SourceImage
 from curator.storage import storage_listdir
 from labeling.extensions import prediction_provider
 from labeling.models import BulkAction, LabelEvent
@@ -486,7 +486,12 @@ def face_groups_for_split(*, dataset: Dataset, face_ids: set[int], duplicate_dis
     pairs: list[tuple[int, int]] = []
     by_key: dict[tuple, int] = {}
     for face_id, image_id, identity in rows:
-        for key in (("image", image_id), ("identity", identity), ("cluster", clusters.get(face_id))):
+        cluster = clusters.get(face_id)
+        # A face with a cluster follows its cluster, not its photo's metadata name: the cluster
+        # holds that name already, and a curator's "different people" may have taken the face
+        # out of it (the name would join them again).
+        identity = None if cluster is not None else identity
+        for key in (("image", image_id), ("identity", identity), ("cluster", cluster)):
             if key[1] in (None, ""):
                 continue
             if key in by_key:
@@ -673,9 +678,9 @@ FILTER_WORDS = {
     "min_abs_yaw": "yaw beyond ±{}°",
     "min_score": "detector score at least {}",
     "max_score": "detector score at most {}",
-    "batch": "from import #{}",
     "file": "file name containing “{}”",
     "split": "split {}",
+    "identity": "of identity cluster {}",
     "predicted": "predicted {}",
     "min_conf": "model confidence at least {}",
     "max_conf": "model confidence at most {}",
@@ -697,6 +702,13 @@ def _number(value) -> str:
     return str(value)
 
 
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def filter_words(values: dict) -> str:
     """A grid filter ({"label": "male", "min_size": "48"}) as a person says it."""
     from labeling.filters import OUTCOMES
@@ -716,6 +728,9 @@ def filter_words(values: dict) -> str:
             parts.append(f"sorted by {str(value).lstrip('-')}{' (descending)' if desc else ''}")
         elif key == "per_page":
             continue
+        elif key == "batch":
+            number = ImportBatch.objects.filter(pk=_int_or_none(value)).values_list("number", flat=True).first()
+            parts.append(f"from import #{number if number is not None else value}")
         elif key in FILTER_WORDS:
             parts.append(FILTER_WORDS[key].format(_number(value)))
         elif key.startswith("m_") and key.endswith("_min"):
@@ -746,6 +761,15 @@ def action_params_words(action: BulkAction) -> str:
     if kind == BulkAction.Kind.DEDUPLICATE:
         others = [f for f in p.get("faces") or [] if f != p.get("kept")]
         return f"kept face {p.get('kept')}, excluded its near-duplicates {', '.join(map(str, others))}"
+    if kind == BulkAction.Kind.SAME_PERSON:
+        clusters = ", ".join(map(str, p.get("clusters") or []))
+        return f"identity clusters {clusters} are the same person: merged into cluster {p.get('into')}"
+    if kind == BulkAction.Kind.DIFFERENT_PEOPLE:
+        n = p.get("face_total", 0)
+        return (
+            f"{n} face{'s' if n != 1 else ''} of identity cluster {p.get('cluster')} are another person: "
+            f"moved to cluster {p.get('new_cluster')}"
+        )
     if kind in (BulkAction.Kind.REVERT, BulkAction.Kind.UNDO):
         text = f"{'undid' if kind == BulkAction.Kind.UNDO else 'reverted'} action #{p.get('reverted_action')}"
         if p.get("conflict_count"):
@@ -815,6 +839,12 @@ def history_rows(*, actions: list[BulkAction]) -> list[dict]:
     for action_id, face_id in firsts:
         if face_id not in thumbs[action_id]:
             thumbs[action_id].append(face_id)
+    for a in actions:
+        # Identity merges and splits change no face field (no events): their faces and what
+        # changed come from the action itself.
+        if "identity_decision" in (a.params or {}):
+            thumbs[a.pk] = list(a.params.get("sample") or [])[:HISTORY_THUMBNAILS]
+            summary[a.pk] = [f"identity cluster: changed ({a.face_count} face{'s' if a.face_count != 1 else ''})"]
     faces = Face.objects.filter(pk__in=[f for fs in thumbs.values() for f in fs]).only("id", "crop", "label").in_bulk()
     out = []
     for a in actions:
@@ -827,3 +857,132 @@ def history_rows(*, actions: list[BulkAction]) -> list[dict]:
             }
         )
     return out
+
+
+# --- Identity clusters (embeddings.identities) ------------------------------------------------------
+
+IDENTITY_SAMPLES = 6
+
+
+def identity_summary(*, dataset: Dataset) -> dict:
+    """{"clusters", "faces", "single" (clusters of one face), "known" (clusters holding a named
+    face), "decisions" (active merges and splits)}: one pass over the dataset's rows (a grouped
+    subquery, summed in the same statement), not one pass per figure."""
+    from django.db import connection
+    from django.db.models import Q
+
+    from embeddings.models import FaceIdentity, IdentityDecision
+
+    per_cluster = (
+        FaceIdentity.objects.filter(dataset=dataset)
+        .values("cluster")
+        .annotate(n=Count("face_id"), named=Count("face_id", filter=Q(known=True)))
+        .order_by()
+    )
+    sql, params = per_cluster.query.sql_with_params()
+    with connection.cursor() as cursor:
+        # Django has no aggregate of an aggregate: its own grouped SQL, summed once around it.
+        cursor.execute(
+            "SELECT COUNT(*), COALESCE(SUM(n), 0), COALESCE(SUM(CASE WHEN n = 1 THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN named > 0 THEN 1 ELSE 0 END), 0) FROM ({sql}) AS per_cluster",
+            params,
+        )
+        clusters, faces, single, known = (int(v) for v in cursor.fetchone())
+    decisions = IdentityDecision.objects.filter(dataset=dataset, active=True).count()
+    return {"clusters": clusters, "faces": faces, "single": single, "known": known, "decisions": decisions}
+
+
+def identity_cluster_count(*, dataset: Dataset, min_size: int = 1) -> int:
+    from embeddings.models import FaceIdentity
+
+    return (
+        FaceIdentity.objects.filter(dataset=dataset)
+        .values("cluster")
+        .annotate(size=Count("face_id"))
+        .filter(size__gte=min_size)
+        .count()
+    )
+
+
+def identity_clusters_page(
+    *, dataset: Dataset, offset: int, limit: int, min_size: int = 1, only: int | None = None
+) -> list[dict]:
+    """One page of the dataset's identity clusters, largest first (then by number): per cluster
+    its size, its faces per label, its known names and up to IDENTITY_SAMPLES faces. Four queries
+    for the page, each bounded by the page's clusters; no face outside the page is read. `only`:
+    that one cluster (its page)."""
+    from django.db.models import Window
+    from django.db.models.functions import RowNumber
+
+    from embeddings.models import FaceIdentity
+
+    clusters = FaceIdentity.objects.filter(dataset=dataset)
+    if only is not None:
+        clusters = clusters.filter(cluster=only)
+    rows = list(
+        clusters.values("cluster")
+        .annotate(size=Count("face_id"))
+        .filter(size__gte=min_size)
+        .order_by("-size", "cluster")[offset : offset + limit]
+    )
+    numbers = [r["cluster"] for r in rows]
+    if not numbers:
+        return []
+    members = FaceIdentity.objects.filter(dataset=dataset, cluster__in=numbers)
+    labels: dict[int, dict[str, int]] = defaultdict(dict)
+    excluded: dict[int, int] = defaultdict(int)
+    for number, label, is_excluded, n in (
+        members.values_list("cluster", "face__label", "face__is_excluded").annotate(n=Count("face_id")).order_by()
+    ):
+        if is_excluded:
+            excluded[number] += n
+        else:
+            key = label or "unlabelled"
+            labels[number][key] = labels[number].get(key, 0) + n
+    names: dict[int, list[str]] = defaultdict(list)
+    for number, name in members.exclude(name="").values_list("cluster", "name").distinct().order_by("cluster", "name"):
+        names[number].append(name)
+    firsts = (
+        members.annotate(rank=Window(RowNumber(), partition_by=[F("cluster")], order_by=F("face_id").asc()))
+        .filter(rank__lte=IDENTITY_SAMPLES)
+        .values_list("cluster", "face_id")
+    )
+    samples: dict[int, list[int]] = defaultdict(list)
+    for number, face_id in firsts:
+        samples[number].append(face_id)
+    faces = (
+        Face.objects.filter(pk__in=[f for fs in samples.values() for f in fs])
+        .only("id", "crop", "label", "dataset_id", "is_excluded")
+        .in_bulk()
+    )
+    classes = list(dataset.classes)
+    out = []
+    for r in rows:
+        number = r["cluster"]
+        counts = labels[number]
+        ordered = [(c, counts[c]) for c in classes if c in counts] + sorted(
+            (k, v) for k, v in counts.items() if k not in classes
+        )
+        out.append(
+            {
+                "cluster": number,
+                "size": r["size"],
+                "labels": ordered,
+                "excluded": excluded[number],
+                "names": names[number][:5],
+                "more_names": max(0, len(names[number]) - 5),
+                "known": bool(names[number]),
+                "faces": [faces[f] for f in sorted(samples[number]) if f in faces],
+            }
+        )
+    return out
+
+
+def identity_cluster_faces(*, dataset: Dataset, cluster: int, after: int = 0, limit: int = 120) -> list[Face]:
+    """Faces of one identity cluster by id, `limit` from the first id above `after` (keyset:
+    page 50 of a large cluster costs what page 1 does)."""
+    return list(
+        Face.objects.filter(dataset=dataset, identity__cluster=cluster, pk__gt=after)
+        .order_by("pk")
+        .only("id", "crop", "label", "dataset_id", "is_excluded")[:limit]
+    )

@@ -449,6 +449,8 @@ def bulk_action_revert(
     action = BulkAction.objects.select_for_update().get(pk=action.pk)
     if action.reverted_by.exists():
         raise InvalidChange(f"Action {action.pk} was already reverted.")
+    if "identity_decision" in (action.params or {}):
+        return _identity_revert(user=user, action=action, kind=kind)
     events = list(action.events.values_list("face_id", "field", "old_value", "new_value"))
     if not events:
         raise NoFaces(f"Action {action.pk} changed no faces, so there is nothing to revert.")
@@ -483,16 +485,124 @@ def bulk_action_revert(
 
 def bulk_action_undo_last(*, user: AbstractBaseUser, dataset: Dataset) -> RevertResult:
     """`z`: revert this person's latest action on this dataset that changed something and has
-    not been reverted yet. Pressing it again goes further back."""
+    not been reverted yet. Pressing it again goes further back. Identity merges and splits are
+    left to the history's revert: `z` on the grid takes back labelling, not a decision made on
+    another page."""
     action = (
         BulkAction.objects.filter(dataset=dataset, user=user, face_count__gt=0, reverted_by__isnull=True)
-        .exclude(kind__in=[BulkAction.Kind.UNDO])
+        .exclude(kind__in=[BulkAction.Kind.UNDO, *IDENTITY_KINDS])
+        .exclude(params__has_key="identity_decision")
         .order_by("-created_at", "-id")
         .first()
     )
     if action is None:
         raise NoFaces("Nothing to undo: you have no earlier change on this dataset.")
     return bulk_action_revert(user=user, action=action, kind=BulkAction.Kind.UNDO)
+
+
+# --- Identity clusters -----------------------------------------------------------------------------
+
+IDENTITY_KINDS = (BulkAction.Kind.SAME_PERSON, BulkAction.Kind.DIFFERENT_PEOPLE)
+IDENTITY_SAMPLE = 8  # face ids an action keeps for the history's thumbnails
+
+
+@transaction.atomic
+def identities_merge(*, user: AbstractBaseUser | None, dataset: Dataset, clusters: Iterable) -> BulkAction:
+    """ "Same person": two or more identity clusters become one (embeddings.identities keeps the
+    decision, so a recomputation of the clusters keeps it too), recorded in the history. Raises
+    InvalidChange (fewer than two clusters, or one that no longer exists)."""
+    from embeddings.identities import IdentityError, identity_clusters_merge
+
+    try:
+        decision, moved = identity_clusters_merge(dataset_id=dataset.pk, clusters=clusters)
+    except IdentityError as exc:
+        raise InvalidChange(exc.message) from exc
+    numbers = sorted({int(c) for c in clusters})  # checked by the merge: ASCII digits only
+    action = _new_action(
+        user=user,
+        dataset=dataset,
+        kind=BulkAction.Kind.SAME_PERSON,
+        params={
+            "identity_decision": decision.pk,
+            "decision_active_before": False,
+            "clusters": numbers,
+            "into": numbers[0],
+            "face_total": len(decision.face_ids),
+            "sample": decision.face_ids[:IDENTITY_SAMPLE],
+        },
+    )
+    action.face_count = moved
+    action.save(update_fields=["face_count"])
+    return action
+
+
+@transaction.atomic
+def identities_split(*, user: AbstractBaseUser | None, dataset: Dataset, cluster, faces: Iterable) -> BulkAction:
+    """ "These are different people": the picked faces of a cluster leave it for a cluster of
+    their own (kept across recomputations, recorded in the history). Raises InvalidChange."""
+    from embeddings.identities import IdentityError, identity_cluster_split
+    from embeddings.models import FaceIdentity
+
+    try:
+        decision, moved = identity_cluster_split(dataset_id=dataset.pk, cluster=cluster, face_ids=faces)
+    except IdentityError as exc:
+        raise InvalidChange(exc.message) from exc
+    new_cluster = FaceIdentity.objects.filter(face_id=decision.face_ids[0]).values_list("cluster", flat=True).first()
+    action = _new_action(
+        user=user,
+        dataset=dataset,
+        kind=BulkAction.Kind.DIFFERENT_PEOPLE,
+        params={
+            "identity_decision": decision.pk,
+            "decision_active_before": False,
+            "cluster": int(cluster),
+            "new_cluster": new_cluster,
+            "face_total": len(decision.face_ids),
+            "sample": decision.face_ids[:IDENTITY_SAMPLE],
+        },
+    )
+    action.face_count = moved
+    action.save(update_fields=["face_count"])
+    return action
+
+
+def _identity_revert(*, user: AbstractBaseUser | None, action: BulkAction, kind: str) -> RevertResult:
+    """Revert a merge or split (or the revert of one): the decision goes back to the state it had
+    before `action`, and the clusters are corrected again from the computed ones, so later
+    decisions still hold (there are no conflicts to skip)."""
+    from embeddings.identities import identity_decision_activate
+
+    decision_id = action.params["identity_decision"]
+    before = bool(action.params.get("decision_active_before"))
+    moved = identity_decision_activate(decision_id=decision_id, active=before)
+    params = {
+        "reverted_action": action.pk,
+        "identity_decision": decision_id,
+        "decision_active_before": not before,
+        "conflict_count": 0,
+        "sample": action.params.get("sample", []),
+    }
+    new_action = _new_action(user=user, dataset=action.dataset, kind=kind, params=params, reverts=action)
+    new_action.face_count = moved
+    new_action.save(update_fields=["face_count"])
+    return RevertResult(action=new_action, reverted=moved)
+
+
+def identity_revert_preview(*, action: BulkAction) -> dict:
+    """What reverting an identity action would do: the faces that would change cluster."""
+    from embeddings.identities import identity_decision_effect
+    from embeddings.models import IdentityDecision
+
+    decision = IdentityDecision.objects.get(pk=action.params["identity_decision"])
+    before = bool(action.params.get("decision_active_before"))
+    return {
+        "restorable": identity_decision_effect(decision=decision, active=before),
+        "identity": True,
+        "changes": [],
+        "conflicts": [],
+        "conflict_faces": 0,
+        "more": 0,
+    }
 
 
 # --- Curation ---------------------------------------------------------------------------------------
@@ -701,6 +811,8 @@ def bulk_action_revert_preview(*, action: BulkAction, limit: int = 200) -> dict:
     """What reverting `action` would do, per face, in words: the faces it gives back their earlier
     values ("label: female → male", from now to after the revert) and the faces changed again
     since (skipped by the revert, so no later change is lost), with what they are now."""
+    if "identity_decision" in (action.params or {}):
+        return identity_revert_preview(action=action)
     conflicts, restorable = bulk_action_conflicts(action=action)
     conflicted = {c["face_id"] for c in conflicts}
     events = list(

@@ -642,3 +642,138 @@ def duplicates_keep(request: HttpRequest, dataset_id: int) -> HttpResponse:
         return redirect(back)
     messages.success(request, f"Kept face {action.params['kept']}; excluded {action.face_count} duplicate(s).")
     return redirect(back)
+
+
+# --- Identity clusters ---------------------------------------------------------------------------
+
+IDENTITY_PAGE = 24  # clusters per page of the identities page
+CLUSTER_PAGE = 120  # faces per page of one cluster
+MIN_SIZES = (1, 2, 5, 20)
+
+
+@require_GET
+def identities(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The dataset's identity clusters, largest first, in bounded pages: size, labels, known
+    names, sample faces, a link to the grid filtered to each; curators merge them here."""
+    from embeddings.models import DescriptorSet
+
+    dataset = get_dataset_for(request.user, dataset_id)
+    status = HTTPStatus.OK
+    min_size = id_param(request.GET.get("min_size", "1"))
+    if min_size not in MIN_SIZES:
+        messages.error(request, f"Cluster size at least must be one of {', '.join(map(str, MIN_SIZES))}.")
+        min_size, status = 1, HTTPStatus.BAD_REQUEST
+    summary = selectors.identity_summary(dataset=dataset)
+    total = (
+        summary["clusters"] if min_size == 1 else selectors.identity_cluster_count(dataset=dataset, min_size=min_size)
+    )
+    num_pages = max(1, -(-total // IDENTITY_PAGE))
+    number = _page_number(request.GET.get("page"))
+    if number is None or number > num_pages:
+        messages.error(request, f"There is no page “{request.GET.get('page')}” of the identities.")
+        number, status = 1, HTTPStatus.NOT_FOUND
+    clusters = selectors.identity_clusters_page(
+        dataset=dataset, offset=(number - 1) * IDENTITY_PAGE, limit=IDENTITY_PAGE, min_size=min_size
+    )
+    return render(
+        request,
+        "labeling/identities.html",
+        {
+            "dataset": dataset,
+            "summary": summary,
+            "clusters": clusters,
+            "total": total,
+            "min_size": min_size,
+            "min_sizes": MIN_SIZES,
+            "page": {
+                "number": number,
+                "num_pages": num_pages,
+                "has_previous": number > 1,
+                "has_next": number < num_pages,
+                "previous": number - 1,
+                "next": number + 1,
+            },
+            "page_query": _without(request.GET, "page"),
+            # Whether the clusters lag the descriptors (a batch computing, or stored since the
+            # last clustering): one row, where counting the dataset's descriptors would read them all.
+            "state": DescriptorSet.objects.filter(dataset=dataset)
+            .values("stamp", "clusters_stamp", "batches_pending")
+            .first(),
+            "can_curate": can_curate(request.user, dataset),
+        },
+        status=status,
+    )
+
+
+@require_GET
+def identity_cluster(request: HttpRequest, dataset_id: int, cluster: int) -> HttpResponse:
+    """Every face of one cluster (keyset pages by face id, `after`), where a curator picks the
+    faces that are another person."""
+    dataset = get_dataset_for(request.user, dataset_id)
+    after = id_param(request.GET.get("after", "0"))
+    if after is None:
+        messages.error(request, f"“{request.GET.get('after')}” is not a face id; showing the first faces.")
+        after = 0
+    summary = selectors.identity_clusters_page(dataset=dataset, offset=0, limit=1, only=cluster)
+    if not summary:
+        messages.error(
+            request,
+            f"Identity cluster {cluster} is not a cluster of this dataset (any more: clusters are renumbered "
+            "when they are computed again).",
+        )
+        return redirect("labeling:identities", dataset_id=dataset.pk)
+    faces = selectors.identity_cluster_faces(dataset=dataset, cluster=cluster, after=after, limit=CLUSTER_PAGE + 1)
+    more = len(faces) > CLUSTER_PAGE
+    faces = faces[:CLUSTER_PAGE]
+    return render(
+        request,
+        "labeling/identity_cluster.html",
+        {
+            "dataset": dataset,
+            "c": summary[0],
+            "faces": faces,
+            "after": after,
+            "next_after": faces[-1].pk if more else None,
+            "can_curate": can_curate(request.user, dataset),
+        },
+    )
+
+
+@require_POST
+def identities_merge(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    back = request.POST.get("back", "")
+    url = reverse("labeling:identities", kwargs={"dataset_id": dataset.pk})
+    url = url + "?" + back if back and "://" not in back and not back.startswith("/") else url
+    try:
+        action = services.identities_merge(user=request.user, dataset=dataset, clusters=request.POST.getlist("cluster"))
+    except services.LabelingError as exc:
+        messages.error(request, exc.message)
+        return redirect(url)
+    p = action.params
+    messages.success(
+        request,
+        f"Same person: clusters {', '.join(map(str, p['clusters']))} are now cluster {p['into']} "
+        f"({p['face_total']} faces). Action #{action.pk} in the history can revert it.",
+    )
+    return redirect(url)
+
+
+@require_POST
+def identity_split(request: HttpRequest, dataset_id: int, cluster: int) -> HttpResponse:
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    back = reverse("labeling:identity_cluster", kwargs={"dataset_id": dataset.pk, "cluster": cluster})
+    try:
+        action = services.identities_split(
+            user=request.user, dataset=dataset, cluster=cluster, faces=request.POST.getlist("face")
+        )
+    except services.LabelingError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    p = action.params
+    messages.success(
+        request,
+        f"Different people: {p['face_total']} face{'s' if p['face_total'] != 1 else ''} left cluster {cluster} "
+        f"for cluster {p['new_cluster']}. Action #{action.pk} in the history can revert it.",
+    )
+    return redirect(back)
