@@ -66,7 +66,8 @@ META_KEY = re.compile(r"^m_([A-Za-z0-9_]{1,40}?)(_min|_max)?$")
 META_SORT = re.compile(r"m_([A-Za-z0-9_]{1,40})")
 # Parameters the grid and the API send along that are not filters (pagination).
 # Grid parameters that are not filters: paging and the layout (panels shown, tile size).
-NOT_FILTERS = {"page", "per_page", "panels", "size"}
+# `after` / `before`: the face a next / previous link continues from (keyset pagination).
+NOT_FILTERS = {"page", "per_page", "panels", "size", "after", "before"}
 # Parameters the grid's filter form has an input for (templates/labeling/grid.html).
 FORM_PARAMS = {
     *("label", "split", "batch", "file", "outcome", "min_size", "min_sharpness", "max_abs_yaw", "min_score"),

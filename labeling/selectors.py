@@ -45,15 +45,42 @@ TILE_FIELDS = (
 )
 
 
-def faces_page(*, flt: FaceFilter, offset: int, limit: int) -> list[Face]:
+def faces_page(
+    *, flt: FaceFilter, offset: int, limit: int, after: int | None = None, before: int | None = None
+) -> list[Face]:
     """One page of the filter's faces. The page's ids are found first on the bare face table
-    (index scans, no joins), then only those rows are read with their photo and prediction, so
-    page 400 of 100,000 faces costs about what page 1 does."""
-    ids = list(flt.queryset.values_list("pk", flat=True)[offset : offset + limit])
+    (index scans, no joins), then only those rows are read with their photo and prediction.
+
+    With `after` (the last face of the page before) or `before` (the first face of the page
+    after) the page is found by keyset, comparing sort keys with that face's, so the grid's
+    next/previous links cost the same on page 8,000 of a million faces as on page 2; OFFSET is
+    left for a page number typed in (or a face no longer in the filter)."""
+    ids = _page_ids_by_keyset(flt.queryset, limit=limit, after=after, before=before)
+    if ids is None:
+        ids = list(flt.queryset.values_list("pk", flat=True)[offset : offset + limit])
     rows = Face.objects.filter(pk__in=ids).select_related("image").only(*TILE_FIELDS, "image__original_name").in_bulk()
     faces = [rows[i] for i in ids if i in rows]
     faces_attach_predictions(faces=faces, model_version=flt.model_version)
     return faces
+
+
+def _page_ids_by_keyset(qs, *, limit: int, after: int | None, before: int | None) -> list[int] | None:
+    """The ids of the `limit` faces following `after` (or preceding `before`) in the queryset's
+    order; None when neither is given, the order cannot be compared key by key, or the face
+    named is not in the filter any more (then the caller pages by offset)."""
+    anchor = after if after is not None else before
+    if anchor is None:
+        return None
+    keys = _order_keys(qs)
+    if keys is None:
+        return None
+    current = qs.filter(pk=anchor).values_list(*[k[0] for k in keys]).first()
+    if current is None:
+        return None
+    earlier, later = _keyset_conditions(keys, current)
+    if after is not None:
+        return list(qs.filter(later).values_list("pk", flat=True)[:limit])
+    return list(reversed(qs.filter(earlier).reverse().values_list("pk", flat=True)[:limit]))
 
 
 def _num(value, digits: int) -> str:

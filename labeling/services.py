@@ -28,7 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Abs
 from django.utils import timezone
@@ -697,49 +697,93 @@ def change_words(field_name: str, old: str, new: str) -> str:
     return f"{FIELD_WORDS.get(field_name, field_name)}: {value_words(field_name, old)} → {value_words(field_name, new)}"
 
 
-def bulk_action_revert_preview(*, action: BulkAction, limit: int = 200) -> dict:
+def _events_with_current_values(action: BulkAction) -> QuerySet:
+    """The action's events, each with `now_value`: its field's current value on the face, as
+    events store values (booleans as "true"/"false"), so conflicts are found by the database."""
+
+    def flag(name: str):
+        return Case(When(**{f"face__{name}": True}, then=Value("true")), default=Value("false"))
+
+    now_value = Case(
+        When(field="label", then=F("face__label")),
+        When(field="split", then=F("face__split")),
+        When(field="is_unsure", then=flag("is_unsure")),
+        When(field="is_excluded", then=flag("is_excluded")),
+        output_field=CharField(),
+    )
+    return LabelEvent.objects.filter(action=action).annotate(now_value=now_value)
+
+
+def bulk_action_revert_preview(
+    *, action: BulkAction, limit: int = 200, after: int | None = None, conflicts_after: int | None = None
+) -> dict:
     """What reverting `action` would do, per face, in words: the faces it gives back their earlier
     values ("label: female → male", from now to after the revert) and the faces changed again
-    since (skipped by the revert, so no later change is lost), with what they are now."""
-    conflicts, restorable = bulk_action_conflicts(action=action)
-    conflicted = {c["face_id"] for c in conflicts}
-    events = list(
-        action.events.order_by("face_id", "id").values_list("face_id", "field", "old_value", "new_value")[:5000]
+    since (skipped by the revert, so no later change is lost), with what they are now.
+
+    Counted by the database and paginated by face id (keyset): `limit` faces of each list from
+    the face after `after` / `conflicts_after`; `next_after` / `conflicts_next_after` continue
+    them (None on the last page). A 100,000-face action reads two pages of rows, not 100,000."""
+    events = _events_with_current_values(action)
+    conflicting = events.exclude(now_value=F("new_value"))
+    conflicted_ids = conflicting.values("face_id")
+    conflict_faces = conflicting.values("face_id").distinct().count()
+    all_faces = events.values("face_id").distinct().count()
+    restorable = all_faces - conflict_faces
+
+    page_ids = list(
+        events.exclude(face_id__in=conflicted_ids)
+        .filter(face_id__gt=after or 0)
+        .order_by("face_id")
+        .values_list("face_id", flat=True)
+        .distinct()[: limit + 1]
     )
-    by_face: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
-    for face_id, name, old, new in events:
-        by_face[face_id].append((name, old, new))
-    shown = [f for f in by_face if f not in conflicted][:limit]
-    shown_conflicts = sorted(conflicted)[:limit]
-    faces = Face.objects.filter(pk__in=[*shown, *shown_conflicts]).only("id", "crop", "dataset_id").in_bulk()
+    conflict_ids = list(
+        conflicting.filter(face_id__gt=conflicts_after or 0)
+        .order_by("face_id")
+        .values_list("face_id", flat=True)
+        .distinct()[: limit + 1]
+    )
+    next_after = page_ids[limit - 1] if len(page_ids) > limit else None
+    conflicts_next_after = conflict_ids[limit - 1] if len(conflict_ids) > limit else None
+    page_ids, conflict_ids = page_ids[:limit], conflict_ids[:limit]
+    faces = Face.objects.filter(pk__in=[*page_ids, *conflict_ids]).only("id", "crop", "dataset_id").in_bulk()
+    by_face: dict[int, list[tuple[str, str, str, str]]] = defaultdict(list)
+    rows = events.filter(face_id__in=[*page_ids, *conflict_ids]).order_by("face_id", "id")
+    for face_id, name, old, new, now in rows.values_list("face_id", "field", "old_value", "new_value", "now_value"):
+        by_face[face_id].append((name, old, new, now))
     changes = [
-        {"face": faces[f], "changes": [change_words(n, new, old) for n, old, new in by_face[f]]}
-        for f in shown
+        {"face": faces[f], "changes": [change_words(n, new, old) for n, old, new, _ in by_face[f]]}
+        for f in page_ids
         if f in faces
     ]
-    conflict_rows = []
-    conflicts_by_face: dict[int, list[dict]] = defaultdict(list)
-    for c in conflicts:
-        conflicts_by_face[c["face_id"]].append(c)
-    for f in shown_conflicts:
-        if f not in faces:
-            continue
-        conflict_rows.append(
-            {
-                "face": faces[f],
-                "changes": [
-                    f"{FIELD_WORDS[c['field']]}: this action set {value_words(c['field'], c['set_to'])}, "
-                    f"now {value_words(c['field'], c['now'])}, before it {value_words(c['field'], c['was'])}"
-                    for c in conflicts_by_face[f]
-                ],
-            }
-        )
+    conflict_rows = [
+        {
+            "face": faces[f],
+            "changes": [
+                f"{FIELD_WORDS[n]}: this action set {value_words(n, new)}, "
+                f"now {value_words(n, now)}, before it {value_words(n, old)}"
+                for n, old, new, now in by_face[f]
+                if now != new
+            ],
+        }
+        for f in conflict_ids
+        if f in faces
+    ]
+    shown_before = 0
+    if after:
+        shown_before = events.exclude(face_id__in=conflicted_ids).filter(face_id__lte=after).values("face_id")
+        shown_before = shown_before.distinct().count()
     return {
         "restorable": restorable,
         "changes": changes,
         "conflicts": conflict_rows,
-        "conflict_faces": len(conflicted),
-        "more": max(0, len(by_face) - len(conflicted) - len(shown)),
+        "conflict_faces": conflict_faces,
+        "more": max(0, restorable - shown_before - len(changes)),
+        "next_after": next_after,
+        "conflicts_next_after": conflicts_next_after,
+        "first_shown": shown_before + 1 if changes else 0,
+        "last_shown": shown_before + len(changes),
     }
 
 

@@ -68,9 +68,16 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
             )
             status = HTTPStatus.NOT_FOUND
         else:
-            faces = selectors.faces_page(flt=flt, offset=(number - 1) * per_page, limit=per_page)
+            faces = selectors.faces_page(
+                flt=flt,
+                offset=(number - 1) * per_page,
+                limit=per_page,
+                after=id_param(request.GET.get("after", "")),
+                before=id_param(request.GET.get("before", "")),
+            )
             similarity.faces_attach_distances(faces=faces, values=flt.values, dataset=dataset)
             # Plain numbers, not a Page: the template must never evaluate the page's queryset.
+            # Next and previous carry the face they continue from (keyset: no OFFSET to walk).
             page = {
                 "number": number,
                 "num_pages": num_pages,
@@ -78,6 +85,8 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
                 "has_next": number < num_pages,
                 "previous": number - 1,
                 "next": number + 1,
+                "previous_link": f"page={number - 1}" + (f"&before={faces[0].pk}" if faces and number > 2 else ""),
+                "next_link": f"page={number + 1}" + (f"&after={faces[-1].pk}" if faces else ""),
             }
     keys = class_keys_for(dataset)
     return render(
@@ -100,7 +109,7 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "metadata_columns": selectors.metadata_columns(dataset=dataset),
             "model_versions": _model_versions(dataset),
             "can_curate": can_curate(request.user, dataset),
-            "page_query": _without(request.GET, "page"),
+            "page_query": _without(request.GET, "page", "after", "before"),
         },
         status=status,
     )
@@ -229,7 +238,7 @@ def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "face": face,
             "kinds": BulkAction.Kind.choices,
             "people": people,
-            "page_query": _without(request.GET, "page"),
+            "page_query": _without(request.GET, "page", "after", "before"),
         },
         status=status,
     )
@@ -257,7 +266,11 @@ def revert(request: HttpRequest, dataset_id: int, action_id: int) -> HttpRespons
         return redirect("labeling:history", dataset_id=dataset.pk)
     if request.method != "GET":
         return HttpResponse(status=HTTPStatus.METHOD_NOT_ALLOWED)
-    preview = services.bulk_action_revert_preview(action=action)
+    preview = services.bulk_action_revert_preview(
+        action=action,
+        after=id_param(request.GET.get("after", "")),
+        conflicts_after=id_param(request.GET.get("conflicts_after", "")),
+    )
     return render(
         request,
         "labeling/revert.html",
