@@ -525,6 +525,24 @@ def face_groups_for_split(*, dataset: Dataset, face_ids: set[int], duplicate_dis
     return sorted(connected_groups(face_ids, pairs), key=lambda g: g[0])
 
 
+def export_jobs_unfinished(*, dataset: Dataset) -> list:
+    """Exports queued or running (the panel shows their progress), and those failed in the last
+    day (it says why)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labeling.models import ExportJob
+
+    recent_failure = {"status": ExportJob.FAILED, "finished_at__gte": timezone.now() - timedelta(days=1)}
+    jobs = ExportJob.objects.filter(dataset=dataset)
+    return list(
+        (jobs.filter(status__in=[ExportJob.QUEUED, ExportJob.RUNNING]) | jobs.filter(**recent_failure)).order_by(
+            "-created_at", "-id"
+        )[:10]
+    )
+
+
 def exports_list(*, dataset: Dataset) -> list[dict]:
     prefix = f"datasets/{dataset.pk}/exports"
     _, files = storage_listdir(prefix)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from pathlib import PurePosixPath
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -534,11 +533,15 @@ def _export_context(dataset: Dataset, *, back: str = "") -> dict:
     # Without splits of its own (a trained dataset keeps its job's split in the version), the
     # newest version's splits are what a person exporting "the training data" means.
     default = "dataset" if own or len(choices) == 1 else choices[1][0]
+    jobs = selectors.export_jobs_unfinished(dataset=dataset)
     return {
         "dataset": dataset,
         "export_choices": choices,
         "export_default": default,
         "exports": selectors.exports_list(dataset=dataset),
+        "export_jobs": jobs,
+        # While an export runs the panel asks for itself again every 2 s (the progress bar).
+        "export_running": any(not job.is_finished for job in jobs),
         "back": back,
     }
 
@@ -548,9 +551,12 @@ def export_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _curator_post(request, dataset_id)
     back = request.POST.get("back", "")
     try:
-        splits, suffix = _export_splits(dataset, request.POST.get("splits", "dataset"))
-        path = services.export_create(user=request.user, dataset=dataset, splits=splits, name_suffix=suffix)
-        messages.success(request, f"Export ready: {PurePosixPath(path).name}.")
+        choice = request.POST.get("splits", "dataset")
+        _, suffix = _export_splits(dataset, choice)  # refuses a version without its splits now
+        services.export_job_create(
+            user=request.user, dataset=dataset, splits=choice if suffix else "dataset", name_suffix=suffix
+        )
+        messages.success(request, "Export started: its progress shows below, and the zip is listed when ready.")
     except services.LabelingError as exc:
         messages.error(request, exc.message)
     # Back to the page the form was on: the dataset page, or the curation page.
