@@ -414,6 +414,8 @@ def grid_filters(dataset) -> list[tuple[str, dict]]:
     some = Face.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True)
     middle = some[Face.objects.filter(dataset=dataset).count() // 2]
     person = Face.objects.filter(pk=middle).values_list("image__metadata__identity", flat=True).first()
+    deep = max(1, Face.objects.filter(dataset=dataset).count() * 4 // 5 // 120)
+    deep_after = some[deep * 120 - 1]
     return [
         ("all faces", {}),
         ("label=female", {"label": "female"}),
@@ -433,8 +435,10 @@ def grid_filters(dataset) -> list[tuple[str, dict]]:
         ("model disagrees, most confident", {"disagrees": "1", "sort": "-confidence"}),
         ("confidence 0.5-0.6", {"min_conf": "0.5", "max_conf": "0.6"}),
         ("more like this", {"similar_to": str(middle), "sort": "distance"}),
-        # A page four fifths of the way down the unfiltered grid (page 6,667 of 8,334 at 1M).
-        ("deep page", {"page": str(max(1, Face.objects.filter(dataset=dataset).count() * 4 // 5 // 120))}),
+        # The next link of a page four fifths of the way down the grid (page 6,667 of 8,334 at
+        # 1M): keyset, from the last face of the page before. A page number typed in is OFFSET.
+        ("deep page (next link)", {"page": str(deep + 1), "after": str(deep_after)}),
+        ("deep page (typed in)", {"page": str(deep + 1)}),
     ]
 
 
