@@ -591,6 +591,7 @@ def main() -> None:
         dataset = Dataset.objects.get(pk=dataset_id)
     else:
         print(f"reusing {name} (dataset {dataset.pk}; --rebuild builds it again)")
+        vacuum()  # earlier runs' relabels and reverts leave dead rows that autovacuum would clear
     if args.build_only:
         return
 
