@@ -1026,7 +1026,10 @@ def export_job_create(
     enqueue: bool = True,
 ) -> ExportJob:
     """Queue an export of the included, labelled faces (`export_job_run` does the work; the task
-    starts once this transaction commits). `splits`: "dataset" or "version:<id>"."""
+    starts once this transaction commits). `splits`: "dataset" or "version:<id>". NoFaces at once
+    when no face could be exported (the person is told now, not by a failed job)."""
+    if not Face.objects.filter(dataset=dataset, is_excluded=False).exclude(label="").exists():
+        raise NoFaces("There are no included, labelled faces to export.")
     job = ExportJob.objects.create(
         dataset=dataset,
         created_by=user if user is not None and user.is_authenticated else None,

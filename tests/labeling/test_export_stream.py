@@ -90,11 +90,14 @@ def test_the_panel_shows_the_progress_and_asks_again_while_it_runs(alice, alice_
     assert "<progress" not in body and "hx-trigger" not in body and ".zip" in body
 
 
-def test_nothing_to_export_fails_the_job_with_the_reason(alice, dataset):
-    make_faces(dataset, 3, labels=[""])
+def test_nothing_to_export_is_refused_at_once_or_fails_the_job_with_the_reason(alice, dataset):
+    faces = make_faces(dataset, 3, labels=["female"])
     job = services.export_job_create(user=alice, dataset=dataset, enqueue=False)
-    job = services.export_job_run(job_id=job.pk)
+    services.faces_update(user=alice, dataset=dataset, faces=[f.pk for f in faces], changes={"label": ""})
+    job = services.export_job_run(job_id=job.pk)  # everything was unlabelled while it waited
     assert job.status == ExportJob.FAILED and "no included, labelled faces" in job.error
+    with pytest.raises(services.NoFaces):
+        services.export_job_create(user=alice, dataset=dataset, enqueue=False)
     with pytest.raises(services.NoFaces):
         services.export_create(user=alice, dataset=dataset)
 

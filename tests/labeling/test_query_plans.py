@@ -105,6 +105,8 @@ def test_metadata_equality_uses_the_gin_index_and_file_names_the_trigram_index(d
 
 def test_the_revert_preview_reads_the_actions_events_by_index(alice, dataset, faces):
     action = services.faces_update(user=alice, dataset=dataset, faces=[f.pk for f in faces], changes={"split": "val"})
+    with connection.cursor() as cursor:  # the events' statistics now that there are some
+        cursor.execute("ANALYZE labeling_labelevent")
     events = services._events_with_current_values(action)
     conflicting = plan(events.exclude(now_value=F("new_value")).values("face_id"))
     assert LabelEvent._meta.get_field("action").db_index
