@@ -29,7 +29,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Abs
 from django.utils import timezone
@@ -726,24 +726,23 @@ def bulk_action_revert_preview(
     the face after `after` / `conflicts_after`; `next_after` / `conflicts_next_after` continue
     them (None on the last page). A 100,000-face action reads two pages of rows, not 100,000."""
     events = _events_with_current_values(action)
-    conflicting = events.exclude(now_value=F("new_value"))
-    conflicted_ids = conflicting.values("face_id")
-    conflict_faces = conflicting.values("face_id").distinct().count()
-    all_faces = events.values("face_id").distinct().count()
-    restorable = all_faces - conflict_faces
+    differs = ~Q(now_value=F("new_value"))
+    # Both counts in one pass over the action's events (a face conflicts when any of its fields does).
+    counts = events.aggregate(
+        faces=Count("face_id", distinct=True), conflicts=Count("face_id", distinct=True, filter=differs)
+    )
+    conflict_faces = counts["conflicts"]
+    restorable = counts["faces"] - conflict_faces
 
+    # Pages walk the (action, face) index in face order and stop after `limit` faces.
+    per_face = events.order_by("face_id").values("face_id").annotate(conflicted=Count("id", filter=differs))
     page_ids = list(
-        events.exclude(face_id__in=conflicted_ids)
-        .filter(face_id__gt=after or 0)
-        .order_by("face_id")
-        .values_list("face_id", flat=True)
-        .distinct()[: limit + 1]
+        per_face.filter(face_id__gt=after or 0, conflicted=0).values_list("face_id", flat=True)[: limit + 1]
     )
     conflict_ids = list(
-        conflicting.filter(face_id__gt=conflicts_after or 0)
-        .order_by("face_id")
-        .values_list("face_id", flat=True)
-        .distinct()[: limit + 1]
+        per_face.filter(face_id__gt=conflicts_after or 0, conflicted__gt=0).values_list("face_id", flat=True)[
+            : limit + 1
+        ]
     )
     next_after = page_ids[limit - 1] if len(page_ids) > limit else None
     conflicts_next_after = conflict_ids[limit - 1] if len(conflict_ids) > limit else None
@@ -773,8 +772,7 @@ def bulk_action_revert_preview(
     ]
     shown_before = 0
     if after:
-        shown_before = events.exclude(face_id__in=conflicted_ids).filter(face_id__lte=after).values("face_id")
-        shown_before = shown_before.distinct().count()
+        shown_before = per_face.filter(face_id__lte=after, conflicted=0).count()
     return {
         "restorable": restorable,
         "changes": changes,
