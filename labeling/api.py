@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.http import QueryDict
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from curator.api_errors import ApiError
 from curator.models import Face
+from curator.params import id_param
 from curator.permissions import can_curate, get_dataset_for, visible_datasets
 from labeling import filters, selectors, services
 from labeling.models import BulkAction, LabelEvent
@@ -428,11 +429,20 @@ class ActionRevert(APIView):
         responses=OpenApiTypes.OBJECT,
         summary="What a revert would do (nothing is changed)",
         description="`restorable` faces, `changes` per face in words (now → after the revert) and `conflicts`: "
-        "faces changed again since, which the revert skips. Up to 200 faces of each.",
+        "faces changed again since, which the revert skips. 200 faces of each per page, by face id: "
+        "`after` / `conflicts_after` (a face id, from `next_after` / `conflicts_next_after`) give the next page.",
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="face id: changes after it (next page)"),
+            OpenApiParameter("conflicts_after", OpenApiTypes.INT, description="face id: conflicts after it"),
+        ],
     )
     def get(self, request, dataset_id: int, action_id: int):
         action = self._action(request, dataset_id, action_id)
-        preview = services.bulk_action_revert_preview(action=action)
+        preview = services.bulk_action_revert_preview(
+            action=action,
+            after=id_param(request.query_params.get("after", "")),
+            conflicts_after=id_param(request.query_params.get("conflicts_after", "")),
+        )
         return Response(
             {
                 "action": BulkActionSerializer(action).data,
@@ -441,6 +451,8 @@ class ActionRevert(APIView):
                 "changes": [{"face": row["face"].pk, "changes": row["changes"]} for row in preview["changes"]],
                 "conflicts": [{"face": row["face"].pk, "changes": row["changes"]} for row in preview["conflicts"]],
                 "conflict_faces": preview["conflict_faces"],
+                "next_after": preview["next_after"],
+                "conflicts_next_after": preview["conflicts_next_after"],
             }
         )
 

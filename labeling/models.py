@@ -4,6 +4,7 @@ any change can be shown, undone, or reverted as part of its bulk action."""
 from django.conf import settings
 from django.db import models
 
+from curator.jobs import BackgroundJob
 from curator.models import Dataset, Face
 
 
@@ -59,4 +60,49 @@ class LabelEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["face", "-created_at"])]
+        indexes = [
+            models.Index(fields=["face", "-created_at"]),
+            # An action's events in face order: the revert preview's pages (a 100,000-face action).
+            models.Index(fields=["action", "face"], name="labelevent_action_face"),
+        ]
+
+
+class ExportJob(BackgroundJob):
+    """One export zip, built in the background part by part (labeling.services.export_job_run):
+    the faces are cut into parts of EXPORT_PART_FACES by id when the job starts (`boundaries`,
+    the last face id of each part), each part is written to storage as it is finished and
+    counted in `parts_done`, so a task re-run after its worker died continues with the next part;
+    the parts are then joined into the one zip (`path`) and deleted."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="export_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, default=BackgroundJob.QUEUED, db_index=True)
+    splits = models.CharField(
+        max_length=32, default="dataset", help_text='"dataset" (the faces\' own splits) or "version:<id>".'
+    )
+    include_unassigned = models.BooleanField(default=True)
+    name_suffix = models.CharField(max_length=40, blank=True)
+    total = models.PositiveIntegerField(default=0, help_text="Faces to export.")
+    done = models.PositiveIntegerField(default=0, help_text="Faces written to finished parts.")
+    boundaries = models.JSONField(default=list, blank=True, help_text="Last face id of each part.")
+    columns = models.JSONField(default=list, blank=True, help_text="The manifest's columns, fixed at the start.")
+    parts_done = models.PositiveIntegerField(default=0)
+    step = models.CharField(max_length=40, blank=True, help_text="What the task is doing now.")
+    resumed_count = models.PositiveSmallIntegerField(default=0)
+    path = models.CharField(max_length=500, blank=True, help_text="Storage path of the finished zip.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 0
+
+    def on_stale(self) -> bool:
+        """Queue the task again (it continues after the last finished part), up to
+        MAX_RESUMES times, then fail."""
+        from labeling.services import export_job_check_stale
+
+        return export_job_check_stale(job=self)

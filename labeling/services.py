@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import random
+import shutil
 import tempfile
 import zipfile
 from collections import defaultdict
@@ -28,14 +29,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Abs
 from django.utils import timezone
 
-from curator.models import Dataset, Face
+from curator.models import Dataset, Face, SourceImage
 from curator.spreadsheet import csv_row
-from labeling.models import BulkAction, LabelEvent
+from labeling.models import BulkAction, ExportJob, LabelEvent
 from labeling.signals import labels_changed
 
 FIELDS = ("label", "is_unsure", "is_excluded", "split")
@@ -602,6 +603,10 @@ def identity_revert_preview(*, action: BulkAction) -> dict:
         "conflicts": [],
         "conflict_faces": 0,
         "more": 0,
+        "next_after": None,
+        "conflicts_next_after": None,
+        "first_shown": 0,
+        "last_shown": 0,
     }
 
 
@@ -807,51 +812,93 @@ def change_words(field_name: str, old: str, new: str) -> str:
     return f"{FIELD_WORDS.get(field_name, field_name)}: {value_words(field_name, old)} → {value_words(field_name, new)}"
 
 
-def bulk_action_revert_preview(*, action: BulkAction, limit: int = 200) -> dict:
+def _events_with_current_values(action: BulkAction) -> QuerySet:
+    """The action's events, each with `now_value`: its field's current value on the face, as
+    events store values (booleans as "true"/"false"), so conflicts are found by the database."""
+
+    def flag(name: str):
+        return Case(When(**{f"face__{name}": True}, then=Value("true")), default=Value("false"))
+
+    now_value = Case(
+        When(field="label", then=F("face__label")),
+        When(field="split", then=F("face__split")),
+        When(field="is_unsure", then=flag("is_unsure")),
+        When(field="is_excluded", then=flag("is_excluded")),
+        output_field=CharField(),
+    )
+    return LabelEvent.objects.filter(action=action).annotate(now_value=now_value)
+
+
+def bulk_action_revert_preview(
+    *, action: BulkAction, limit: int = 200, after: int | None = None, conflicts_after: int | None = None
+) -> dict:
     """What reverting `action` would do, per face, in words: the faces it gives back their earlier
     values ("label: female → male", from now to after the revert) and the faces changed again
-    since (skipped by the revert, so no later change is lost), with what they are now."""
+    since (skipped by the revert, so no later change is lost), with what they are now.
+
+    Counted by the database and paginated by face id (keyset): `limit` faces of each list from
+    the face after `after` / `conflicts_after`; `next_after` / `conflicts_next_after` continue
+    them (None on the last page). A 100,000-face action reads two pages of rows, not 100,000."""
     if "identity_decision" in (action.params or {}):
         return identity_revert_preview(action=action)
-    conflicts, restorable = bulk_action_conflicts(action=action)
-    conflicted = {c["face_id"] for c in conflicts}
-    events = list(
-        action.events.order_by("face_id", "id").values_list("face_id", "field", "old_value", "new_value")[:5000]
+    events = _events_with_current_values(action)
+    differs = ~Q(now_value=F("new_value"))
+    # Both counts in one pass over the action's events (a face conflicts when any of its fields does).
+    counts = events.aggregate(
+        faces=Count("face_id", distinct=True), conflicts=Count("face_id", distinct=True, filter=differs)
     )
-    by_face: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
-    for face_id, name, old, new in events:
-        by_face[face_id].append((name, old, new))
-    shown = [f for f in by_face if f not in conflicted][:limit]
-    shown_conflicts = sorted(conflicted)[:limit]
-    faces = Face.objects.filter(pk__in=[*shown, *shown_conflicts]).only("id", "crop", "dataset_id").in_bulk()
+    conflict_faces = counts["conflicts"]
+    restorable = counts["faces"] - conflict_faces
+
+    # Pages walk the (action, face) index in face order and stop after `limit` faces.
+    per_face = events.order_by("face_id").values("face_id").annotate(conflicted=Count("id", filter=differs))
+    page_ids = list(
+        per_face.filter(face_id__gt=after or 0, conflicted=0).values_list("face_id", flat=True)[: limit + 1]
+    )
+    conflict_ids = list(
+        per_face.filter(face_id__gt=conflicts_after or 0, conflicted__gt=0).values_list("face_id", flat=True)[
+            : limit + 1
+        ]
+    )
+    next_after = page_ids[limit - 1] if len(page_ids) > limit else None
+    conflicts_next_after = conflict_ids[limit - 1] if len(conflict_ids) > limit else None
+    page_ids, conflict_ids = page_ids[:limit], conflict_ids[:limit]
+    faces = Face.objects.filter(pk__in=[*page_ids, *conflict_ids]).only("id", "crop", "dataset_id").in_bulk()
+    by_face: dict[int, list[tuple[str, str, str, str]]] = defaultdict(list)
+    rows = events.filter(face_id__in=[*page_ids, *conflict_ids]).order_by("face_id", "id")
+    for face_id, name, old, new, now in rows.values_list("face_id", "field", "old_value", "new_value", "now_value"):
+        by_face[face_id].append((name, old, new, now))
     changes = [
-        {"face": faces[f], "changes": [change_words(n, new, old) for n, old, new in by_face[f]]}
-        for f in shown
+        {"face": faces[f], "changes": [change_words(n, new, old) for n, old, new, _ in by_face[f]]}
+        for f in page_ids
         if f in faces
     ]
-    conflict_rows = []
-    conflicts_by_face: dict[int, list[dict]] = defaultdict(list)
-    for c in conflicts:
-        conflicts_by_face[c["face_id"]].append(c)
-    for f in shown_conflicts:
-        if f not in faces:
-            continue
-        conflict_rows.append(
-            {
-                "face": faces[f],
-                "changes": [
-                    f"{FIELD_WORDS[c['field']]}: this action set {value_words(c['field'], c['set_to'])}, "
-                    f"now {value_words(c['field'], c['now'])}, before it {value_words(c['field'], c['was'])}"
-                    for c in conflicts_by_face[f]
-                ],
-            }
-        )
+    conflict_rows = [
+        {
+            "face": faces[f],
+            "changes": [
+                f"{FIELD_WORDS[n]}: this action set {value_words(n, new)}, "
+                f"now {value_words(n, now)}, before it {value_words(n, old)}"
+                for n, old, new, now in by_face[f]
+                if now != new
+            ],
+        }
+        for f in conflict_ids
+        if f in faces
+    ]
+    shown_before = 0
+    if after:
+        shown_before = per_face.filter(face_id__lte=after, conflicted=0).count()
     return {
         "restorable": restorable,
         "changes": changes,
         "conflicts": conflict_rows,
-        "conflict_faces": len(conflicted),
-        "more": max(0, len(by_face) - len(conflicted) - len(shown)),
+        "conflict_faces": conflict_faces,
+        "more": max(0, restorable - shown_before - len(changes)),
+        "next_after": next_after,
+        "conflicts_next_after": conflicts_next_after,
+        "first_shown": shown_before + 1 if changes else 0,
+        "last_shown": shown_before + len(changes),
     }
 
 
@@ -1063,90 +1110,289 @@ def duplicates_keep_one(
 # --- Export -----------------------------------------------------------------------------------------
 
 
-def export_create(
+EXPORT_PART_FACES = 5000
+EXPORT_MAX_RESUMES = 3
+EXPORT_FIXED_COLUMNS = [
+    "face_id",
+    "file",
+    "label",
+    "split",
+    "dataset_split",
+    "is_unsure",
+    "source_image",
+    "face_index",
+    "size_px",
+    "sharpness",
+    "yaw",
+    "roll",
+    "detector_score",
+    "landmark_fit",
+]
+
+
+def export_job_create(
     *,
     user: AbstractBaseUser | None,
     dataset: Dataset,
+    splits: str = "dataset",
     include_unassigned: bool = True,
-    splits: dict[int, str] | None = None,
     name_suffix: str = "",
-) -> str:
-    """Write a zip of the included, labelled faces in folder-per-class layout per split
-    (`train/female/123.jpg`; faces without a split under `unassigned/` when asked) plus
-    `manifest.csv` with labels, splits, metadata and quality. Returns its storage path.
-    `splits` ({face id: split}, e.g. the splits a model version was trained with, which a
-    training job assigns for its own use without changing the faces) replaces the faces' own;
-    the manifest keeps both (`split`: the one exported, `dataset_split`: the face's own)."""
-    faces = (
-        Face.objects.filter(dataset=dataset, is_excluded=False).exclude(label="").select_related("image").order_by("id")
-    )
-    rows = list(faces)
-    for face in rows:
-        face.dataset_split = face.split
-        if splits is not None:
-            face.split = splits.get(face.pk, "")
-    if not include_unassigned:
-        rows = [f for f in rows if f.split]
-    if not rows:
+    enqueue: bool = True,
+) -> ExportJob:
+    """Queue an export of the included, labelled faces (`export_job_run` does the work; the task
+    starts once this transaction commits). `splits`: "dataset" or "version:<id>". NoFaces at once
+    when no face could be exported (the person is told now, not by a failed job)."""
+    if not Face.objects.filter(dataset=dataset, is_excluded=False).exclude(label="").exists():
         raise NoFaces("There are no included, labelled faces to export.")
-    meta_keys = sorted({k for f in rows for k in (f.image.metadata or {})})
-    columns = [
-        "face_id",
-        "file",
-        "label",
-        "split",
-        "dataset_split",
-        "is_unsure",
-        "source_image",
-        "face_index",
-        "size_px",
-        "sharpness",
-        "yaw",
-        "roll",
-        "detector_score",
-        "landmark_fit",
-        *(f"meta_{k}" for k in meta_keys),
-    ]
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = f"datasets/{dataset.pk}/exports/{dataset.pk}-{stamp}{'-' + name_suffix if name_suffix else ''}.zip"
-    manifest = io.StringIO()
-    writer = csv.writer(manifest)
-    writer.writerow(csv_row(columns))  # metadata keys come from labels.csv headers
-    with tempfile.TemporaryFile() as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-            for face in rows:
-                split = face.split or "unassigned"
-                name = f"{split}/{face.label}/{face.pk}.jpg"
+    job = ExportJob.objects.create(
+        dataset=dataset,
+        created_by=user if user is not None and user.is_authenticated else None,
+        splits=splits,
+        include_unassigned=include_unassigned,
+        name_suffix=name_suffix,
+    )
+    if enqueue:
+        from labeling.tasks import export_run
+
+        transaction.on_commit(lambda: export_run.delay(job.pk))
+    return job
+
+
+def _export_splits_map(job: ExportJob) -> dict[int, str] | None:
+    """{face id: split} of the version the job exports the splits of (None: the faces' own)."""
+    from labeling.extensions import prediction_provider
+
+    if not job.splits.startswith("version:"):
+        return None
+    provider = prediction_provider()
+    version = provider.version(dataset=job.dataset, version_id=int(job.splits.split(":", 1)[1]))
+    splits = provider.version_splits(model_version=version) if version is not None else None
+    if splits is None:
+        raise InvalidChange("That model version has no record of its splits to export.")
+    return splits
+
+
+def _export_faces(job: ExportJob, splits: dict[int, str] | None) -> QuerySet:
+    faces = Face.objects.filter(dataset=job.dataset, is_excluded=False).exclude(label="")
+    if not job.include_unassigned:
+        if splits is None:
+            faces = faces.exclude(split="")
+        else:
+            faces = faces.filter(pk__in=_ids_in([i for i, split in splits.items() if split]))
+    return faces.order_by("id")
+
+
+def _export_plan(job: ExportJob, splits: dict[int, str] | None) -> None:
+    """Fix the parts (by face id) and the manifest's columns once, at the first run."""
+    faces = _export_faces(job, splits)
+    boundaries, total = [], 0
+    for face_id in faces.values_list("id", flat=True).iterator(chunk_size=10_000):
+        total += 1
+        if total % EXPORT_PART_FACES == 0:
+            boundaries.append(face_id)
+    if total % EXPORT_PART_FACES:
+        boundaries.append(face_id)
+    if not total:
+        raise NoFaces("There are no included, labelled faces to export.")
+    image_ids = faces.values("image_id")
+    if connection.vendor == "postgresql":
+        # The keys over a million photos: the database lists them, nothing is loaded.
+        with connection.cursor() as cursor:
+            sql, params = image_ids.query.sql_with_params()
+            cursor.execute(
+                f"SELECT DISTINCT jsonb_object_keys(metadata) FROM curator_sourceimage WHERE id IN ({sql}) "
+                "AND jsonb_typeof(metadata) = 'object'",
+                params,
+            )
+            keys = sorted(row[0] for row in cursor.fetchall())
+    else:
+        keys = sorted(
+            {
+                k
+                for meta in SourceImage.objects.filter(pk__in=image_ids).values_list("metadata", flat=True).iterator()
+                for k in (meta or {})
+            }
+        )
+    job.boundaries, job.total = boundaries, total
+    job.columns = [*EXPORT_FIXED_COLUMNS, *(f"meta_{k}" for k in keys)]
+    job.save(update_fields=["boundaries", "total", "columns"])
+
+
+def _export_parts_prefix(job: ExportJob) -> str:
+    return f"datasets/{job.dataset_id}/exports/.parts/{job.pk}"
+
+
+def _export_part_write(job: ExportJob, k: int, splits: dict[int, str] | None) -> int:
+    """Write part k (its crops and its manifest rows, a zip of its own) to storage; returns its
+    face count. Rows are read in chunks and files copied in blocks: memory does not grow with
+    the export."""
+    low = job.boundaries[k - 1] if k else 0
+    faces = (
+        _export_faces(job, splits)
+        .filter(pk__gt=low, pk__lte=job.boundaries[k])
+        .select_related("image")
+        .only(
+            *("id", "label", "split", "is_unsure", "index", "crop", "size_px", "sharpness", "yaw", "roll"),
+            *("detector_score", "landmark_fit", "image__original_name", "image__metadata"),
+        )
+    )
+    meta_keys = [c[len("meta_") :] for c in job.columns[len(EXPORT_FIXED_COLUMNS) :]]
+    count = 0
+    with tempfile.TemporaryFile() as tmp, tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as manifest:
+        writer = csv.writer(manifest)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for face in faces.iterator(chunk_size=1000):
+                split = splits.get(face.pk, "") if splits is not None else face.split
+                name = f"{split or 'unassigned'}/{face.label}/{face.pk}.jpg"
                 try:
-                    with default_storage.open(face.crop, "rb") as handle:
-                        archive.writestr(name, handle.read())
+                    with default_storage.open(face.crop, "rb") as src, archive.open(name, "w") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 16)
                 except (FileNotFoundError, OSError):
                     name = ""  # the manifest says the crop is missing rather than failing the export
                 meta = face.image.metadata or {}
                 writer.writerow(
                     csv_row(
                         [
-                            face.pk,
-                            name,
-                            face.label,
-                            face.split,
-                            face.dataset_split,
-                            int(face.is_unsure),
-                            face.image.original_name,
-                            face.index,
-                            face.size_px,
-                            face.sharpness,
-                            face.yaw,
-                            face.roll,
-                            face.detector_score,
-                            face.landmark_fit,
-                            *(meta.get(k, "") for k in meta_keys),
+                            *(face.pk, name, face.label, split, face.split, int(face.is_unsure)),
+                            *(face.image.original_name, face.index, face.size_px, face.sharpness, face.yaw),
+                            *(face.roll, face.detector_score, face.landmark_fit),
+                            *(meta.get(k, "") if isinstance(meta, dict) else "" for k in meta_keys),
                         ]
                     )
                 )
-            archive.writestr("manifest.csv", manifest.getvalue())
+                count += 1
+            manifest.seek(0)
+            with archive.open("manifest-part.csv", "w") as dst:
+                for line in manifest:
+                    dst.write(line.encode("utf-8"))
         tmp.seek(0)
-        return default_storage.save(path, File(tmp, name=path))
+        path = f"{_export_parts_prefix(job)}/part-{k:05d}.zip"
+        if default_storage.exists(path):  # a part the dead worker had saved but not counted
+            default_storage.delete(path)
+        default_storage.save(path, File(tmp, name=path))
+    return count
+
+
+def _export_join(job: ExportJob) -> str:
+    """The parts, in order, copied block by block into one zip (manifest.csv last, one header)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    suffix = f"-{job.name_suffix}" if job.name_suffix else ""
+    path = f"datasets/{job.dataset_id}/exports/{job.dataset_id}-{stamp}{suffix}.zip"
+    parts = [f"{_export_parts_prefix(job)}/part-{k:05d}.zip" for k in range(len(job.boundaries))]
+    with tempfile.TemporaryFile() as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for part in parts:
+                with default_storage.open(part, "rb") as handle, zipfile.ZipFile(handle) as source:
+                    for info in source.infolist():
+                        if info.filename == "manifest-part.csv":
+                            continue
+                        with source.open(info) as src, archive.open(info.filename, "w", force_zip64=True) as dst:
+                            shutil.copyfileobj(src, dst, 1 << 16)
+            with archive.open("manifest.csv", "w", force_zip64=True) as dst:
+                header = io.StringIO()
+                csv.writer(header).writerow(csv_row(job.columns))  # metadata keys come from labels.csv headers
+                dst.write(header.getvalue().encode("utf-8"))
+                for part in parts:
+                    with (
+                        default_storage.open(part, "rb") as handle,
+                        zipfile.ZipFile(handle) as source,
+                        source.open("manifest-part.csv") as src,
+                    ):
+                        shutil.copyfileobj(src, dst, 1 << 16)
+        tmp.seek(0)
+        path = default_storage.save(path, File(tmp, name=path))
+    for part in parts:
+        default_storage.delete(part)
+    return path
+
+
+def export_job_run(*, job_id: int, after_part=None) -> ExportJob:
+    """Build the job's zip, continuing after its last finished part (a re-delivered task or a
+    resumed job does not start again). `after_part(job)`, called once each part is counted, is
+    for tests that stop a run half-way."""
+    job = ExportJob.objects.select_related("dataset").filter(pk=job_id).first()
+    if job is None or job.is_finished:
+        return job
+    now = timezone.now()
+    ExportJob.objects.filter(pk=job.pk).update(
+        status=ExportJob.RUNNING, started_at=job.started_at or now, heartbeat_at=now
+    )
+    job.refresh_from_db()
+    try:
+        splits = _export_splits_map(job)
+        if not job.boundaries:
+            job.step = "listing the faces"
+            job.save(update_fields=["step"])
+            _export_plan(job, splits)
+        for k in range(job.parts_done, len(job.boundaries)):
+            job.step = f"writing part {k + 1} of {len(job.boundaries)}"
+            count = _export_part_write(job, k, splits)
+            job.parts_done, job.done = k + 1, job.done + count
+            job.heartbeat_at = timezone.now()
+            job.save(update_fields=["parts_done", "done", "step", "heartbeat_at"])
+            if after_part is not None:
+                after_part(job)
+        job.step = "joining the parts into one zip"
+        job.save(update_fields=["step"])
+        job.path = _export_join(job)
+    except LabelingError as exc:
+        job.mark_failed(exc.message)
+        return job
+    job.status, job.step, job.finished_at = ExportJob.SUCCEEDED, "", timezone.now()
+    job.save(update_fields=["path", "status", "step", "finished_at"])
+    return job
+
+
+def export_job_check_stale(*, job: ExportJob) -> bool:
+    """A running export whose worker stopped reporting: queue it again (it continues after its
+    last finished part), or fail it after EXPORT_MAX_RESUMES."""
+    if job.resumed_count >= EXPORT_MAX_RESUMES:
+        return job.mark_failed(
+            f"The export's worker stopped {job.resumed_count + 1} times; start the export again.",
+            if_heartbeat_unchanged=True,
+        )
+    rows = ExportJob.objects.filter(pk=job.pk, status=ExportJob.RUNNING, heartbeat_at=job.heartbeat_at).update(
+        resumed_count=F("resumed_count") + 1, heartbeat_at=timezone.now()
+    )
+    if rows:
+        from labeling.tasks import export_run
+
+        export_run.delay(job.pk)
+    return bool(rows)
+
+
+def export_create(
+    *,
+    user: AbstractBaseUser | None,
+    dataset: Dataset,
+    include_unassigned: bool = True,
+    splits: str = "dataset",
+    name_suffix: str = "",
+) -> str:
+    """Write a zip of the included, labelled faces in folder-per-class layout per split
+    (`train/female/123.jpg`; faces without a split under `unassigned/` when asked) plus
+    `manifest.csv` with labels, splits, metadata and quality, here and now (the API and scripts;
+    the pages queue an ExportJob). Returns its storage path. `splits` "version:<id>" exports the
+    splits that version was trained with (which a training job assigns for its own use without
+    changing the faces) instead of the faces' own; the manifest keeps both (`split`: the one
+    exported, `dataset_split`: the face's own). Written part by part like a background export, so
+    memory stays flat at a million faces."""
+    job = export_job_create(
+        user=user,
+        dataset=dataset,
+        splits=splits,
+        include_unassigned=include_unassigned,
+        name_suffix=name_suffix,
+        enqueue=False,
+    )
+    job = export_job_run(job_id=job.pk)
+    if job.status != ExportJob.SUCCEEDED:
+        message = job.error
+        job.delete()
+        if "no included, labelled faces" in message:
+            raise NoFaces(message)
+        raise InvalidChange(message)
+    return job.path
 
 
 def dataset_class_keys_set(*, dataset: Dataset, keys: dict) -> Dataset:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from pathlib import PurePosixPath
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -68,9 +67,16 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
             )
             status = HTTPStatus.NOT_FOUND
         else:
-            faces = selectors.faces_page(flt=flt, offset=(number - 1) * per_page, limit=per_page)
+            faces = selectors.faces_page(
+                flt=flt,
+                offset=(number - 1) * per_page,
+                limit=per_page,
+                after=id_param(request.GET.get("after", "")),
+                before=id_param(request.GET.get("before", "")),
+            )
             similarity.faces_attach_distances(faces=faces, values=flt.values, dataset=dataset)
             # Plain numbers, not a Page: the template must never evaluate the page's queryset.
+            # Next and previous carry the face they continue from (keyset: no OFFSET to walk).
             page = {
                 "number": number,
                 "num_pages": num_pages,
@@ -78,6 +84,8 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
                 "has_next": number < num_pages,
                 "previous": number - 1,
                 "next": number + 1,
+                "previous_link": f"page={number - 1}" + (f"&before={faces[0].pk}" if faces and number > 2 else ""),
+                "next_link": f"page={number + 1}" + (f"&after={faces[-1].pk}" if faces else ""),
             }
     keys = class_keys_for(dataset)
     return render(
@@ -100,7 +108,7 @@ def grid(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "metadata_columns": selectors.metadata_columns(dataset=dataset),
             "model_versions": _model_versions(dataset),
             "can_curate": can_curate(request.user, dataset),
-            "page_query": _without(request.GET, "page"),
+            "page_query": _without(request.GET, "page", "after", "before"),
         },
         status=status,
     )
@@ -229,7 +237,7 @@ def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "face": face,
             "kinds": BulkAction.Kind.choices,
             "people": people,
-            "page_query": _without(request.GET, "page"),
+            "page_query": _without(request.GET, "page", "after", "before"),
         },
         status=status,
     )
@@ -257,7 +265,11 @@ def revert(request: HttpRequest, dataset_id: int, action_id: int) -> HttpRespons
         return redirect("labeling:history", dataset_id=dataset.pk)
     if request.method != "GET":
         return HttpResponse(status=HTTPStatus.METHOD_NOT_ALLOWED)
-    preview = services.bulk_action_revert_preview(action=action)
+    preview = services.bulk_action_revert_preview(
+        action=action,
+        after=id_param(request.GET.get("after", "")),
+        conflicts_after=id_param(request.GET.get("conflicts_after", "")),
+    )
     return render(
         request,
         "labeling/revert.html",
@@ -521,11 +533,15 @@ def _export_context(dataset: Dataset, *, back: str = "") -> dict:
     # Without splits of its own (a trained dataset keeps its job's split in the version), the
     # newest version's splits are what a person exporting "the training data" means.
     default = "dataset" if own or len(choices) == 1 else choices[1][0]
+    jobs = selectors.export_jobs_unfinished(dataset=dataset)
     return {
         "dataset": dataset,
         "export_choices": choices,
         "export_default": default,
         "exports": selectors.exports_list(dataset=dataset),
+        "export_jobs": jobs,
+        # While an export runs the panel asks for itself again every 2 s (the progress bar).
+        "export_running": any(not job.is_finished for job in jobs),
         "back": back,
     }
 
@@ -535,9 +551,12 @@ def export_create(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _curator_post(request, dataset_id)
     back = request.POST.get("back", "")
     try:
-        splits, suffix = _export_splits(dataset, request.POST.get("splits", "dataset"))
-        path = services.export_create(user=request.user, dataset=dataset, splits=splits, name_suffix=suffix)
-        messages.success(request, f"Export ready: {PurePosixPath(path).name}.")
+        choice = request.POST.get("splits", "dataset")
+        _, suffix = _export_splits(dataset, choice)  # refuses a version without its splits now
+        services.export_job_create(
+            user=request.user, dataset=dataset, splits=choice if suffix else "dataset", name_suffix=suffix
+        )
+        messages.success(request, "Export started: its progress shows below, and the zip is listed when ready.")
     except services.LabelingError as exc:
         messages.error(request, exc.message)
     # Back to the page the form was on: the dataset page, or the curation page.

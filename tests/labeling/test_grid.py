@@ -138,7 +138,9 @@ def test_page_past_the_end(bob_client, dataset, faces):
 def test_enter_link_points_to_the_next_page_with_the_same_filter(bob_client, dataset):
     make_faces(dataset, 130, labels=["female"])
     body = bob_client.get(f"/labeling/{dataset.pk}/", {"label": "female"}).content.decode()
-    assert 'data-next="?label=female&amp;page=2"' in body
+    # The next page continues from this page's last face (keyset, issue 21).
+    last = list(Face.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True))[119]
+    assert f'data-next="?label=female&amp;page=2&amp;after={last}"' in body
 
 
 # The grid's script changes labels and undoes through the REST API (session + CSRF).

@@ -91,7 +91,7 @@ def test_export_the_splits_a_version_was_trained_with(alice, alice_client, datas
     assert {n.split("/")[0] for n in _zip_names(own) if n != "manifest.csv"} == {"unassigned"}
 
     path = services.export_create(
-        user=alice, dataset=dataset, splits={**version_splits}, name_suffix=f"v{version.number}-splits"
+        user=alice, dataset=dataset, splits=f"version:{version.pk}", name_suffix=f"v{version.number}-splits"
     )
     names = _zip_names(path)
     assert path.endswith("-v1-splits.zip")

@@ -1,0 +1,113 @@
+"""The grid's key queries are answered by the indexes chosen for a million faces (issue 21,
+bench/million.py): each filter or sort walks its index, in the grid's order, with no sort of the
+matching rows. Checked on PostgreSQL's plans (EXPLAIN, nothing run) of a small dataset, with
+sequential scans and sorts priced out so the planner shows what the indexes can do; the timings
+at a million faces are the bench's."""
+
+import pytest
+from django.db import connection
+from django.db.models import F
+
+from curator.models import Face, SourceImage
+from labeling import filters, selectors, services
+from labeling.models import LabelEvent
+from tests.labeling.factories import make_faces
+
+pytestmark = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="query plans are PostgreSQL's: the indexes are chosen for it (GIN and trigram indexes exist only there)",
+)
+
+
+def plan(queryset) -> dict:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        return cursor.fetchone()[0][0]["Plan"]
+
+
+def nodes(node: dict) -> list[dict]:
+    return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
+
+
+def indexes_of(node: dict) -> set[str]:
+    return {n["Index Name"] for n in nodes(node) if "Index Name" in n}
+
+
+def sorts_of(node: dict) -> list[dict]:
+    return [n for n in nodes(node) if n["Node Type"] in ("Sort", "Incremental Sort")]
+
+
+@pytest.fixture
+def faces(dataset):
+    faces = make_faces(dataset, 30, labels=["female", "male", ""])
+    Face.objects.filter(pk__in=[f.pk for f in faces[::4]]).update(sharpness=None, split="train")
+    with connection.cursor() as cursor:  # statistics, as autovacuum keeps them (ANALYZE runs in a transaction)
+        cursor.execute("ANALYZE curator_face, curator_sourceimage, labeling_labelevent")
+    return faces
+
+
+@pytest.mark.parametrize(
+    ("params", "index"),
+    [
+        ({"label": "female"}, "face_dataset_label_id"),
+        ({"label": "unlabelled"}, "face_dataset_label_id"),
+        ({"split": "train"}, "face_dataset_split_id"),
+        ({"label": "excluded"}, "face_dataset_excluded_id"),
+        ({"sort": "-size"}, "face_dataset_size_id"),
+        ({"sort": "size"}, "face_dataset_size_id"),
+        ({"sort": "sharpness"}, "face_dataset_sharpness_id"),
+        ({"sort": "-sharpness"}, "face_dataset_sharpness_desc"),
+        ({"sort": "score"}, "face_dataset_score_id"),
+        ({"sort": "-score"}, "face_dataset_score_desc"),
+        ({"sort": "yaw"}, "face_dataset_abs_yaw_id"),
+        ({"sort": "-yaw"}, "face_dataset_abs_yaw_desc"),
+    ],
+)
+def test_each_filter_and_sort_walks_its_index_in_the_grid_order(dataset, faces, params, index):
+    flt = filters.face_filter(dataset=dataset, params=params)
+    assert not flt.errors, flt.errors
+    page = plan(flt.queryset.values("pk")[:120])
+    assert index in indexes_of(page)
+    assert not sorts_of(page), page  # the index gives the order: the page stops after 120 rows
+
+
+@pytest.mark.parametrize("params", [{"label": "female"}, {"split": "train"}, {"label": "excluded"}])
+def test_counts_are_index_only_scans(dataset, faces, params):
+    flt = filters.face_filter(dataset=dataset, params=params)
+    count = plan(flt.matching.values("pk"))
+    assert any(n["Node Type"] == "Index Only Scan" for n in nodes(count)), count
+
+
+def test_a_keyset_page_walks_the_sort_index_from_the_face_it_continues(dataset, faces):
+    flt = filters.face_filter(dataset=dataset, params={"sort": "-sharpness"})
+    keys = selectors._order_keys(flt.queryset)
+    current = flt.queryset.filter(pk=faces[5].pk).values_list(*[k[0] for k in keys]).first()
+    _, later = selectors._keyset_conditions(keys, current)
+    page = plan(flt.queryset.filter(later).values("pk")[:120])
+    assert "face_dataset_sharpness_desc" in indexes_of(page) and not sorts_of(page)
+
+
+def test_metadata_equality_uses_the_gin_index_and_file_names_the_trigram_index(dataset, faces):
+    identity = filters.face_filter(dataset=dataset, params={"m_identity": "person-3"})
+    assert [f.pk for f in identity.queryset] == [faces[3].pk]
+    assert "image_metadata_gin" in indexes_of(plan(identity.matching.values("pk")))
+    race = filters.face_filter(dataset=dataset, params={"m_race": "1"})
+    assert {f.pk for f in race.queryset} == {f.pk for f in faces if f.image.metadata["race"] == 1}
+    file = filters.face_filter(dataset=dataset, params={"file": "0012-"})
+    assert [f.pk for f in file.queryset] == [faces[12].pk]
+    # The photos' side of the join (with 30 faces the planner loops over the faces instead).
+    photos = SourceImage.objects.filter(original_name__icontains="0012-").values("pk")
+    assert "image_original_name_trgm" in indexes_of(plan(photos))
+
+
+def test_the_revert_preview_reads_the_actions_events_by_index(alice, dataset, faces):
+    action = services.faces_update(user=alice, dataset=dataset, faces=[f.pk for f in faces], changes={"split": "val"})
+    with connection.cursor() as cursor:  # the events' statistics now that there are some
+        cursor.execute("ANALYZE labeling_labelevent")
+    events = services._events_with_current_values(action)
+    conflicting = plan(events.exclude(now_value=F("new_value")).values("face_id"))
+    assert LabelEvent._meta.get_field("action").db_index
+    assert any("action" in n for n in indexes_of(conflicting)), conflicting
