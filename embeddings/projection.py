@@ -8,6 +8,12 @@ new: umap-learn brings numba and llvmlite, compiles for tens of seconds on each 
 map and imports TensorFlow on import. PCA to 30 dimensions first keeps the neighbourhoods of
 dlib's 128-D descriptors and makes the neighbour search several times cheaper.
 
+Above FULL_TSNE_MAX faces (issue 21: a million), t-SNE of every face would take hours: PCA is
+fitted on all of them (seconds), openTSNE (FFT-accelerated, scales linearly) embeds a random
+sample of SAMPLE_SIZE faces, and every other face is placed by openTSNE's transform: put at the
+median of its nearest sample faces, then optimised a few iterations against the fixed sample
+map, in batches (memory bounded). Measured in bench/million_vectors.py (README "A million faces").
+
     xy = projection_compute(vectors)        # float32 [n, 2], scaled into [0, 1]
 """
 
@@ -24,6 +30,17 @@ TSNE_ITERATIONS = 400
 TSNE_ANGLE = 0.6
 PCA_DIMENSIONS = 30
 PERPLEXITY = 30.0
+# Up to this many faces, exact (Barnes-Hut) t-SNE of all of them: 20,000 take about a minute.
+FULL_TSNE_MAX = 20_000
+SAMPLE_METHOD = "pca30-tsne-sample"
+SAMPLE_SIZE = 20_000
+TRANSFORM_BATCH = 50_000
+TRANSFORM_ITERATIONS = 50
+
+
+def method_for(n: int) -> str:
+    """What projection_compute does for n faces (stored with the map, shown on its page)."""
+    return METHOD if n <= FULL_TSNE_MAX else SAMPLE_METHOD
 
 
 def projection_compute(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
@@ -38,6 +55,8 @@ def projection_compute(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
     if n < 4:
         # Too few points for a neighbourhood: a line in the order given is as honest as anything.
         return _scaled(np.column_stack([np.arange(n, dtype=np.float32), np.zeros(n, dtype=np.float32)]))
+    if n > FULL_TSNE_MAX:
+        return _sampled(x, seed=seed)
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -55,6 +74,42 @@ def projection_compute(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
         random_state=seed,
         n_jobs=-1,
     ).fit_transform(reduced.astype(np.float32))
+    return _scaled(xy)
+
+
+def _sampled(
+    x: np.ndarray,
+    *,
+    seed: int,
+    sample_size: int = SAMPLE_SIZE,
+    batch: int = TRANSFORM_BATCH,
+    progress=None,
+) -> np.ndarray:
+    """t-SNE of a sample, the rest placed by transform (module docstring)."""
+    from openTSNE import TSNE
+    from sklearn.decomposition import PCA
+
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    reduced = PCA(n_components=PCA_DIMENSIONS, random_state=seed).fit_transform(x).astype(np.float32)
+    sample = np.sort(rng.choice(n, size=min(sample_size, n), replace=False))
+    embedding = TSNE(
+        perplexity=PERPLEXITY,
+        n_iter=TSNE_ITERATIONS,
+        initialization="pca",
+        n_jobs=-1,
+        random_state=seed,
+        neighbors="annoy",
+        negative_gradient_method="fft",
+    ).fit(reduced[sample])
+    xy = np.empty((n, 2), dtype=np.float64)
+    xy[sample] = np.asarray(embedding)
+    rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
+    for start in range(0, len(rest), batch):
+        part = rest[start : start + batch]
+        xy[part] = np.asarray(embedding.transform(reduced[part], n_iter=TRANSFORM_ITERATIONS))
+        if progress:
+            progress(min(start + batch, len(rest)), len(rest))
     return _scaled(xy)
 
 

@@ -31,6 +31,10 @@ def uniqueness_scores(vectors: np.ndarray, *, k: int = K) -> np.ndarray:
     if n <= 1:
         return np.zeros(n, dtype=np.float32)
     k = min(k, n - 1)
+    from embeddings import graph
+
+    if n > graph.EXACT_MAX:
+        return _approximate_scores(x, k)
     norms = np.einsum("ij,ij->i", x, x)
     out = np.empty(n, dtype=np.float32)
     step = max(1, CHUNK // n)
@@ -41,6 +45,24 @@ def uniqueness_scores(vectors: np.ndarray, *, k: int = K) -> np.ndarray:
         squared[rows, start + rows] = np.inf  # a face is not its own neighbour
         nearest = np.partition(squared, k - 1, axis=1)[:, :k]
         out[start : start + step] = np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
+    return out
+
+
+def _approximate_scores(x: np.ndarray, k: int) -> np.ndarray:
+    """uniqueness_scores from an HNSW index (embeddings.ann) for a large set: the brute-force
+    matrix of a million faces would take hours, the index's k nearest minutes."""
+    from embeddings.ann import AnnIndex
+
+    n = len(x)
+    index = AnnIndex.build(np.arange(n, dtype=np.int64), x)
+    out = np.empty(n, dtype=np.float32)
+    for start in range(0, n, 100_000):
+        block = x[start : start + 100_000]
+        keys, d2 = index.neighbours(block, k + 1)
+        rows = np.arange(start, start + len(block))[:, None]
+        d2 = np.where(keys == rows, np.inf, d2)  # a face is not its own neighbour
+        nearest = np.sort(d2, axis=1)[:, :k]
+        out[start : start + len(block)] = np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
     return out
 
 
