@@ -2,7 +2,10 @@
 hnswlib, faiss-cpu (HNSW and IVF-Flat) and usearch over N realistic descriptors (bench/
 million_vectors.py's synthetic set around real dev descriptors), k=10.
 
-    .venv/bin/python bench/ann_libraries.py [--n 1000000] [--queries 300] [--threads 2]
+    .venv/bin/python bench/ann_libraries.py [--n 1000000] [--queries 300] [--threads 2] [--only hnswlib,faiss-ivf]
+
+faiss-cpu is a requirement (the app's index); hnswlib (0.8.0, built from source) and usearch
+(2.26.6, pulls numkong) are installed by hand to compare them.
 
 For each: build seconds (2 threads), resident memory the index added (MB), single-query p50 (ms,
 one thread, as a web request asks), recall@10 against brute force on the same queries. Also brute
@@ -24,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from million_vectors import dev_descriptors, synthetic_faces  # noqa: E402
+from million_vectors import dev_descriptors, synthetic_faces
 
 
 def rss_mb() -> float:
@@ -165,7 +168,12 @@ def main() -> None:
     }
     out = {"n": args.n, "brute_p50_ms": brute_p50}
     for name in args.only.split(","):
-        for label, (build, memory, p50, found) in runners[name]().items():
+        try:
+            measured = runners[name]()
+        except ImportError as exc:  # hnswlib and usearch are not requirements: only this bench uses them
+            print(f"  {name}: not installed ({exc}); pip install hnswlib==0.8.0 usearch==2.26.6 to compare")
+            continue
+        for label, (build, memory, p50, found) in measured.items():
             row = {
                 "build_s": round(build, 1),
                 "memory_mb": round(memory),

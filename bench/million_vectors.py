@@ -22,7 +22,9 @@ Figures:
    together; then on a --sample subset, agreement of each with exact (brute-force) search:
    adjusted Rand index over the faces and pair precision/recall of "same group".
 3. map: embeddings.projection.projection_compute over all N (PCA, openTSNE on a sample, the rest
-   placed by transform).
+   placed among their nearest sampled faces), and the uniqueness scores the map task computes
+   with it (from the neighbour graph of step 2 when this process still holds it, as an embed
+   worker that computed the identities does).
 
 Last line: {"faces", "knn_build_s", "knn_p50_ms", "knn_recall10", "dups_identities_s",
 "dups_agreement_ari", "identities_agreement_ari", "map_s"}.
@@ -269,7 +271,8 @@ def measure_synthetic(n: int, *, base_count: int, sample: int, skip_map: bool) -
         uniqueness_s = time.perf_counter() - started
         result["map_s"] = round(projection_s + uniqueness_s, 1)
         assert xy.shape == (n, 2) and np.isfinite(xy).all()
-        print(f"3. map: {projection.method_for(n)} in {projection_s:.1f} s, uniqueness scores in {uniqueness_s:.1f} s "
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in projection.last_timings.items())
+        print(f"3. map: {projection.method_for(n)} in {projection_s:.1f} s ({steps}), uniqueness scores in {uniqueness_s:.1f} s "
               f"(the map task computes both): {result['map_s']} s", flush=True)
     return result
 

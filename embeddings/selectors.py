@@ -6,7 +6,7 @@ and distances are Euclidean as dlib uses them: below 0.6 two faces are probably 
 
 Nearest neighbours: brute force over a float32 matrix kept per dataset in this process, keyed by
 the dataset's descriptor stamp (see README, "Face embeddings": ~5 ms for 100,000 x 128); from
-embeddings.ann.ANN_MIN_FACES faces on, an approximate (HNSW) index kept in storage and updated
+embeddings.ann.ANN_MIN_FACES faces on, an approximate (faiss IVF-Flat) index kept in storage and updated
 incrementally (embeddings.ann), brute force answering while it is not there yet.
 
     ids, vectors = dataset_vectors(dataset=dataset)
@@ -212,7 +212,9 @@ def duplicate_records(*, dataset: Dataset, face_ids=None) -> list:
     faces = Face.objects.filter(dataset=dataset)
     if face_ids is not None:
         faces = faces.filter(pk__in=list(face_ids))
-    rows = faces.values_list("pk", "image_id", "image__sha256")
+    # In face id order, as dataset_index's vectors: the duplicates then reuse the identity
+    # clusters' neighbour graph (embeddings.graph.nearest_graph) instead of computing it again.
+    rows = faces.values_list("pk", "image_id", "image__sha256").order_by("pk")
     hashes = dict(
         (f, (h, m))
         for f, h, m in FaceDescriptor.objects.filter(face__in=faces, region_phash__isnull=False).values_list(

@@ -49,20 +49,20 @@ def uniqueness_scores(vectors: np.ndarray, *, k: int = K) -> np.ndarray:
 
 
 def _approximate_scores(x: np.ndarray, k: int) -> np.ndarray:
-    """uniqueness_scores from an HNSW index (embeddings.ann) for a large set: the brute-force
-    matrix of a million faces would take hours, the index's k nearest minutes."""
-    from embeddings.ann import AnnIndex
+    """uniqueness_scores from the approximate k-nearest graph (embeddings.graph.nearest_graph,
+    shared with identities and duplicates): the brute-force matrix of a million faces would take
+    hours, the graph minutes."""
+    from embeddings.graph import nearest_graph
 
     n = len(x)
-    index = AnnIndex.build(np.arange(n, dtype=np.int64), x)
+    keys, d2 = nearest_graph(x, k + 1)
     out = np.empty(n, dtype=np.float32)
     for start in range(0, n, 100_000):
-        block = x[start : start + 100_000]
-        keys, d2 = index.neighbours(block, k + 1)
-        rows = np.arange(start, start + len(block))[:, None]
-        d2 = np.where(keys == rows, np.inf, d2)  # a face is not its own neighbour
-        nearest = np.sort(d2, axis=1)[:, :k]
-        out[start : start + len(block)] = np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
+        block_keys, block_d2 = keys[start : start + 100_000, : k + 1], d2[start : start + 100_000, : k + 1]
+        rows = np.arange(start, start + len(block_keys))[:, None]
+        block_d2 = np.where(block_keys == rows, np.inf, block_d2)  # a face is not its own neighbour
+        nearest = np.sort(block_d2, axis=1)[:, :k]
+        out[start : start + len(block_keys)] = np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
     return out
 
 

@@ -22,9 +22,8 @@ import unicodedata
 from urllib.parse import quote
 
 import numpy as np
-from django.http import HttpResponse
-
 from django.db.models.fields.json import KeyTransform
+from django.http import HttpResponse
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
