@@ -159,9 +159,7 @@ def duplicate_groups(faces: dict, rows: np.ndarray | None = None) -> list[list[i
 
     rows = np.arange(len(faces["vectors"])) if rows is None else rows
     vectors, hashes = faces["vectors"], faces["hashes"]
-    records = [
-        FaceRecord(int(i), int(i), f"{i:x}", vectors[i], int(hashes[i]), int(hashes[i])) for i in rows.tolist()
-    ]
+    records = [FaceRecord(int(i), int(i), f"{i:x}", vectors[i], int(hashes[i]), int(hashes[i])) for i in rows.tolist()]
     return complete_linkage_groups(pair_evidence(records))
 
 
@@ -236,9 +234,11 @@ def measure_synthetic(n: int, *, base_count: int, sample: int, skip_map: bool) -
     index = ann.AnnIndex.build(ids, vectors)
     result["knn_build_s"] = round(time.perf_counter() - started, 1)
     result.update(knn_figures(ids, vectors, lambda p: index.query(vectors[p], k=20, exclude_ids=(ids[p],))))
-    print(f"1. more like this: index built in {result['knn_build_s']} s; p50 {result['knn_p50_ms']} ms, "
-          f"recall@10 {result['knn_recall10']} (k=20, {KNN_QUERIES} faces)", flush=True)
-    del index
+    print(
+        f"1. more like this: index built in {result['knn_build_s']} s; p50 {result['knn_p50_ms']} ms, "
+        f"recall@10 {result['knn_recall10']} (k=20, {KNN_QUERIES} faces)",
+        flush=True,
+    )
 
     started = time.perf_counter()
     labels = identities.cluster_labels(vectors)
@@ -256,9 +256,11 @@ def measure_synthetic(n: int, *, base_count: int, sample: int, skip_map: bool) -
     check = sample_agreement(faces, sample)
     result["identities_agreement_ari"] = check["identities"]["ari"]
     result["dups_agreement_ari"] = check["duplicates"]["ari"]
-    print(f"   against exact search on {check['sample']} faces (whole people; exact {check['exact_s']} s, "
-          f"graph {check['approximate_s']} s): identities {check['identities']}, duplicates {check['duplicates']}",
-          flush=True)
+    print(
+        f"   against exact search on {check['sample']} faces (whole people; exact {check['exact_s']} s, "
+        f"graph {check['approximate_s']} s): identities {check['identities']}, duplicates {check['duplicates']}",
+        flush=True,
+    )
 
     if skip_map:
         result["map_s"] = None
@@ -272,8 +274,11 @@ def measure_synthetic(n: int, *, base_count: int, sample: int, skip_map: bool) -
         result["map_s"] = round(projection_s + uniqueness_s, 1)
         assert xy.shape == (n, 2) and np.isfinite(xy).all()
         steps = ", ".join(f"{k} {v:.1f}" for k, v in projection.last_timings.items())
-        print(f"3. map: {projection.method_for(n)} in {projection_s:.1f} s ({steps}), uniqueness scores in {uniqueness_s:.1f} s "
-              f"(the map task computes both): {result['map_s']} s", flush=True)
+        print(
+            f"3. map: {projection.method_for(n)} in {projection_s:.1f} s ({steps}), uniqueness scores in {uniqueness_s:.1f} s "
+            f"(the map task computes both): {result['map_s']} s",
+            flush=True,
+        )
     return result
 
 
