@@ -115,8 +115,8 @@ def main() -> None:
         page.route("http://bench.local/**", serve)
         started = time.perf_counter()
         page.goto("http://bench.local/")
-        page.wait_for_function("() => window.embeddingMap && window.embeddingMap.ready()", timeout=120_000)
-        page.wait_for_function("() => window.embeddingMap.timings().draw.length > 0", timeout=60_000)
+        page.wait_for_function("() => window.embeddingMap && window.embeddingMap.ready()", timeout=900_000)
+        page.wait_for_function("() => window.embeddingMap.timings().draw.length > 0", timeout=900_000)
         load_ms = (time.perf_counter() - started) * 1000
         box = page.locator("#map-canvas").bounding_box()
         # The lasso first, on the unzoomed map: where map.js draws each point is known here.
