@@ -112,6 +112,7 @@ def main() -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.set_default_timeout(600_000)
         page.route("http://bench.local/**", serve)
         started = time.perf_counter()
         page.goto("http://bench.local/")
