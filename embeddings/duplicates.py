@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embeddings.graph import close_pairs, hamming, hash_pairs
+from embeddings.graph import close_pairs, hamming
 
 # Tuned on the dev set (bench/embeddings.py, 200 originals x 2 copies, 179,100 negative pairs):
 # copies' descriptors are 0.02-0.37 apart (p99 0.25), different photos' 0.335 and more (p1 0.58);
@@ -128,16 +128,7 @@ def pair_evidence(
             by_sha.setdefault(r.sha256, []).append(r.face_id)
     for ids in by_sha.values():
         candidates |= {(a, b) for i, a in enumerate(sorted(ids)) for b in sorted(ids)[i + 1 :]}
-    hashed = [r for r in records if r.phash is not None]
-    ids = [r.face_id for r in hashed] + [r.face_id for r in hashed if r.phash_mirrored is not None]
-    hashes = [r.phash for r in hashed] + [r.phash_mirrored for r in hashed if r.phash_mirrored is not None]
-    candidates |= set(hash_pairs(ids, hashes, hash_max_bits))
-    with_vector = [r for r in records if r.vector is not None]
-    if len(with_vector) > 1:
-        matrix = np.stack([r.vector for r in with_vector]).astype(np.float32)
-        for i, j, _ in close_pairs(matrix, same_shot):
-            a, b = with_vector[int(i)].face_id, with_vector[int(j)].face_id
-            candidates.add((min(a, b), max(a, b)))
+    candidates |= _descriptor_candidates(records, hash_max_bits=hash_max_bits, same_shot=same_shot)
     out = {}
     for a, b in sorted(candidates):
         ra, rb = by_id[a], by_id[b]
@@ -147,6 +138,42 @@ def pair_evidence(
         if e.tests:
             out[(a, b)] = e
     return out
+
+
+def _descriptor_candidates(records: list[FaceRecord], *, hash_max_bits: int, same_shot: float) -> set[tuple[int, int]]:
+    """Pairs of faces that may pass "near-identical image" or "same shot": both need the
+    descriptors closer than NEAR_IDENTICAL_MAX_DISTANCE (or same_shot), so the candidates are the
+    descriptor graph's pairs within that radius (embeddings.graph: exact on small sets, the
+    approximate k-nearest graph on large ones; a hash alone flags nothing), narrowed at once in
+    numpy to those whose region hashes (either one mirrored) are within hash_max_bits or whose
+    descriptors are within same_shot. evidence_of then decides each one."""
+    with_vector = [r for r in records if r.vector is not None]
+    if len(with_vector) < 2:
+        return set()
+    matrix = np.stack([r.vector for r in with_vector]).astype(np.float32)
+    pairs = close_pairs(matrix, max(NEAR_IDENTICAL_MAX_DISTANCE, same_shot))
+    if not len(pairs):
+        return set()
+    i, j, d = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64), pairs[:, 2]
+    keep = d < same_shot
+    has = np.array([r.phash is not None for r in with_vector])
+    if has.any():
+        phash = np.array([(r.phash or 0) & 0xFFFFFFFFFFFFFFFF for r in with_vector], dtype=np.uint64)
+        mirrored = np.array(
+            [((r.phash if r.phash_mirrored is None else r.phash_mirrored) or 0) & 0xFFFFFFFFFFFFFFFF for r in with_vector],
+            dtype=np.uint64,
+        )
+        bits = np.minimum.reduce(
+            [
+                np.bitwise_count(phash[i] ^ phash[j]),
+                np.bitwise_count(phash[i] ^ mirrored[j]),
+                np.bitwise_count(mirrored[i] ^ phash[j]),
+            ]
+        )
+        keep |= has[i] & has[j] & (bits <= hash_max_bits) & (d < NEAR_IDENTICAL_MAX_DISTANCE)
+    ids = np.array([r.face_id for r in with_vector], dtype=np.int64)
+    a, b = ids[i[keep]], ids[j[keep]]
+    return set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist(), strict=True))
 
 
 def complete_linkage_groups(pairs: dict[tuple[int, int], Evidence], *, max_size: int = MAX_GROUP) -> list[list[int]]:

@@ -5,7 +5,9 @@ descriptor of the mirrored chip (a mirrored copy of a photo then lands on nearly
 and distances are Euclidean as dlib uses them: below 0.6 two faces are probably one person.
 
 Nearest neighbours: brute force over a float32 matrix kept per dataset in this process, keyed by
-the dataset's descriptor stamp (see README, "Face embeddings": ~5 ms for 100,000 x 128).
+the dataset's descriptor stamp (see README, "Face embeddings": ~5 ms for 100,000 x 128); from
+embeddings.ann.ANN_MIN_FACES faces on, an approximate (faiss IVF-Flat) index kept in storage and updated
+incrementally (embeddings.ann), brute force answering while it is not there yet.
 
     ids, vectors = dataset_vectors(dataset=dataset)
     faces_nearest(dataset=dataset, vector=vectors[0], k=20)   # [(face id, distance), ...]
@@ -79,8 +81,9 @@ class VectorIndex:
     """Exact nearest neighbours by brute force: one matrix-vector product and a partial sort.
     Squared norms are kept so a query is |x|^2 - 2 x.v + |v|^2."""
 
-    def __init__(self, ids: np.ndarray, vectors: np.ndarray):
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray, stamp: tuple = ()):
         self.ids = ids
+        self.stamp = stamp
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.norms = np.einsum("ij,ij->i", self.vectors, self.vectors)
         self.position = {int(face_id): i for i, face_id in enumerate(ids)}
@@ -132,7 +135,7 @@ def dataset_index(dataset_id: int) -> VectorIndex:
         if hit and hit[0] == key:
             _cache.move_to_end(dataset_id)
             return hit[1]
-    index = VectorIndex(*_current_vectors(dataset_id))
+    index = VectorIndex(*_current_vectors(dataset_id), stamp=key)
     with _cache_lock:
         _cache[dataset_id] = (key, index)
         _cache.move_to_end(dataset_id)
@@ -157,10 +160,19 @@ def dataset_vectors(*, dataset: Dataset, face_ids=None, include_excluded: bool =
     return index.ids[keep].copy(), index.vectors[keep].copy()
 
 
+def _nearest(dataset_id: int, vector: np.ndarray, *, k: int, exclude_ids=()) -> list[tuple[int, float]]:
+    """The approximate index where the dataset has one (embeddings.ann), brute force otherwise."""
+    from embeddings.ann import dataset_ann
+
+    index = dataset_index(dataset_id)
+    ann = dataset_ann(dataset_id, index.ids, index.vectors, index.stamp)
+    return (ann or index).query(vector, k=k, exclude_ids=exclude_ids)
+
+
 def faces_nearest(*, dataset: Dataset, vector: np.ndarray, k: int = 20, exclude_ids=()) -> list[tuple[int, float]]:
     """The k faces of the dataset nearest to `vector` (a 128-D descriptor, e.g. of an uploaded
     photo), as (face id, distance), nearest first."""
-    return dataset_index(dataset.pk).query(vector, k=k, exclude_ids=exclude_ids)
+    return _nearest(dataset.pk, vector, k=k, exclude_ids=exclude_ids)
 
 
 def face_vector(face: Face) -> np.ndarray | None:
@@ -176,7 +188,7 @@ def face_neighbours(*, face: Face, k: int = 20) -> list[tuple[int, float]]:
     vector = face_vector(face)
     if vector is None:
         return []
-    return dataset_index(face.dataset_id).query(vector, k=k, exclude_ids=(face.pk,))
+    return _nearest(face.dataset_id, vector, k=k, exclude_ids=(face.pk,))
 
 
 def descriptor_progress(*, dataset: Dataset) -> dict:
@@ -200,7 +212,9 @@ def duplicate_records(*, dataset: Dataset, face_ids=None) -> list:
     faces = Face.objects.filter(dataset=dataset)
     if face_ids is not None:
         faces = faces.filter(pk__in=list(face_ids))
-    rows = faces.values_list("pk", "image_id", "image__sha256")
+    # In face id order, as dataset_index's vectors: the duplicates then reuse the identity
+    # clusters' neighbour graph (embeddings.graph.nearest_graph) instead of computing it again.
+    rows = faces.values_list("pk", "image_id", "image__sha256").order_by("pk")
     hashes = dict(
         (f, (h, m))
         for f, h, m in FaceDescriptor.objects.filter(face__in=faces, region_phash__isnull=False).values_list(

@@ -67,12 +67,24 @@ def descriptors_compute(*, face_ids: list[int], dataset_ids: list[int]) -> int:
     for dataset_id in dataset_ids:
         pending = DescriptorSet.objects.filter(dataset_id=dataset_id).values_list("batches_pending", flat=True).first()
         if not pending:
+            ann_update(dataset_id=dataset_id)
             identity_clusters_update(dataset_id=dataset_id)
             # The map and uniqueness scores follow the new descriptors (queued; a no-op when current).
             from embeddings.maps import derived_request
 
             derived_request(dataset_id=dataset_id)
     return done
+
+
+def ann_update(*, dataset_id: int) -> int:
+    """Bring the dataset's stored nearest-neighbour index (embeddings.ann) to its current
+    descriptors, building it the first time the dataset is large enough, and save it for every
+    host. Returns the faces added, replaced or removed (0: small dataset or nothing changed)."""
+    from embeddings import ann
+    from embeddings.selectors import dataset_index
+
+    index = dataset_index(dataset_id)
+    return ann.ann_update(dataset_id, index.ids, index.vectors, index.stamp)
 
 
 def identity_clusters_update(*, dataset_id: int, force: bool = False) -> int:

@@ -31,6 +31,10 @@ def uniqueness_scores(vectors: np.ndarray, *, k: int = K) -> np.ndarray:
     if n <= 1:
         return np.zeros(n, dtype=np.float32)
     k = min(k, n - 1)
+    from embeddings import graph
+
+    if n > graph.EXACT_MAX:
+        return _approximate_scores(x, k)
     norms = np.einsum("ij,ij->i", x, x)
     out = np.empty(n, dtype=np.float32)
     step = max(1, CHUNK // n)
@@ -41,6 +45,24 @@ def uniqueness_scores(vectors: np.ndarray, *, k: int = K) -> np.ndarray:
         squared[rows, start + rows] = np.inf  # a face is not its own neighbour
         nearest = np.partition(squared, k - 1, axis=1)[:, :k]
         out[start : start + step] = np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
+    return out
+
+
+def _approximate_scores(x: np.ndarray, k: int) -> np.ndarray:
+    """uniqueness_scores from the approximate k-nearest graph (embeddings.graph.nearest_graph,
+    shared with identities and duplicates): the brute-force matrix of a million faces would take
+    hours, the graph minutes."""
+    from embeddings.graph import nearest_graph
+
+    n = len(x)
+    keys, d2 = nearest_graph(x, k + 1)
+    out = np.empty(n, dtype=np.float32)
+    for start in range(0, n, 100_000):
+        block_keys, block_d2 = keys[start : start + 100_000, : k + 1], d2[start : start + 100_000, : k + 1]
+        rows = np.arange(start, start + len(block_keys))[:, None]
+        block_d2 = np.where(block_keys == rows, np.inf, block_d2)  # a face is not its own neighbour
+        nearest = np.sort(block_d2, axis=1)[:, :k]
+        out[start : start + len(block_keys)] = np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
     return out
 
 

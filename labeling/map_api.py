@@ -3,6 +3,9 @@ map is coloured by labels, predictions and metadata, which embeddings may not im
 
 - GET  datasets/<id>/map/            the map's state (computing / ready / failed, progress) and,
                                      with ?points=1, every face on it: id, x, y, crop, label, split
+- GET  datasets/<id>/map/points/     every point of the map in binary (what the page draws: a
+                                     million faces are 22 MB, not 100 MB of JSON; map_points_binary)
+- GET  datasets/<id>/map/faces/<id>/ one face of the map: its crop and label (the hover tip)
 - POST datasets/<id>/map/compute/    compute the map of the current descriptors (unless current)
 - GET  datasets/<id>/map/colours/    ?by=prediction|disagreement|m_<key> [&model=<version id>]:
                                      a category per face, in the map's order
@@ -13,10 +16,14 @@ map is coloured by labels, predictions and metadata, which embeddings may not im
 
 from __future__ import annotations
 
+import json
+import struct
 import unicodedata
 from urllib.parse import quote
 
+import numpy as np
 from django.db.models.fields.json import KeyTransform
+from django.http import HttpResponse
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -86,6 +93,80 @@ class MapDetail(APIView):
         if request.query_params.get("points") in ("1", "true"):
             body.update(_map_faces(dataset) or {"faces": None})
         return Response(body)
+
+
+# Marks a point of the stored map whose face was deleted since (kept so colours stay aligned).
+GONE = 255
+
+
+def map_points_binary(dataset) -> bytes | None:
+    """The stored map as the page reads it: a little-endian uint32 length, that many bytes of JSON
+    ({"n", "categories"}, padded with spaces to a multiple of 8), then int64 ids [n], float32 x [n],
+    float32 y [n], uint8 label [n], uint8 split [n], uint8 excluded [n] (GONE: deleted since).
+    Every point of the map, in its order: the colours endpoint's codes line up with it."""
+    points = maps.map_points(dataset=dataset)
+    if points is None:
+        return None
+    ids, xy = points
+    n = len(ids)
+    classes = list(dataset.classes)
+    label = np.full(n, len(classes), dtype=np.uint8)
+    split = np.full(n, 3, dtype=np.uint8)
+    excluded = np.full(n, GONE, dtype=np.uint8)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    label_code = {c: i for i, c in enumerate(classes)}
+    split_code = {s: i for i, s in enumerate(SPLITS)}
+    rows = list(Face.objects.filter(dataset=dataset).values_list("pk", "label", "split", "is_excluded").order_by())
+    if rows and n:
+        pks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        at = np.minimum(np.searchsorted(sorted_ids, pks), n - 1)
+        on_map = sorted_ids[at] == pks
+        where = order[at[on_map]]
+        kept = [r for r, keep in zip(rows, on_map.tolist(), strict=True) if keep]
+        other = len(classes)
+        label[where] = np.fromiter((label_code.get(r[1], other) for r in kept), dtype=np.uint8, count=len(kept))
+        split[where] = np.fromiter((split_code.get(r[2], 3) for r in kept), dtype=np.uint8, count=len(kept))
+        excluded[where] = np.fromiter((int(r[3]) for r in kept), dtype=np.uint8, count=len(kept))
+    header = json.dumps(
+        {"n": n, "categories": {"label": [*classes, "unlabelled"], "split": ["train", "val", "test", "none"]}}
+    ).encode()
+    header += b" " * (-(len(header) + 4) % 8)
+    return b"".join(
+        [
+            struct.pack("<I", len(header)),
+            header,
+            ids.astype("<i8").tobytes(),
+            xy[:, 0].astype("<f4").tobytes(),
+            xy[:, 1].astype("<f4").tobytes(),
+            label.tobytes(),
+            split.tobytes(),
+            excluded.tobytes(),
+        ]
+    )
+
+
+class MapPoints(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, summary="The map's points, binary")
+    def get(self, request, dataset_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        data = map_points_binary(dataset)
+        if data is None:
+            raise ApiError("This dataset has no map yet.", status=404, code="no_map")
+        return HttpResponse(data, content_type="application/octet-stream")
+
+
+class MapFace(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="One face of the map: crop and label (the hover tip)")
+    def get(self, request, dataset_id: int, face_id: int):
+        dataset = get_dataset_for(request.user, dataset_id)
+        face = Face.objects.filter(dataset=dataset, pk=face_id).values_list("crop", "label").first()
+        if face is None:
+            raise NotFound("No such face in this dataset.")
+        crop, label = face
+        return Response(
+            {"id": face_id, "crop": _media_base() + quote(crop, safe="/") if crop else "", "label": label or ""}
+        )
 
 
 class MapCompute(APIView):
@@ -328,6 +409,8 @@ def faces_with_distances(*, dataset, neighbours: list[tuple[int, float]]) -> lis
 urlpatterns = [
     path("datasets/<int:dataset_id>/map/", MapDetail.as_view(), name="labeling-api-map"),
     path("datasets/<int:dataset_id>/map/compute/", MapCompute.as_view(), name="labeling-api-map-compute"),
+    path("datasets/<int:dataset_id>/map/points/", MapPoints.as_view(), name="labeling-api-map-points"),
+    path("datasets/<int:dataset_id>/map/faces/<int:face_id>/", MapFace.as_view(), name="labeling-api-map-face"),
     path("datasets/<int:dataset_id>/map/colours/", MapColours.as_view(), name="labeling-api-map-colours"),
     path("datasets/<int:dataset_id>/selections/", SelectionCreate.as_view(), name="labeling-api-selections"),
     path(

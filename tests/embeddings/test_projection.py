@@ -53,3 +53,20 @@ def test_tiny_datasets_get_a_map(n):
 def test_a_vector_instead_of_a_matrix_is_refused():
     with pytest.raises(ValueError, match="matrix"):
         projection_compute(np.zeros(128, dtype=np.float32))
+
+
+def test_a_large_set_is_mapped_from_a_sample_and_the_rest_placed_among_their_neighbours(monkeypatch):
+    from embeddings import projection
+
+    monkeypatch.setattr(projection, "FULL_TSNE_MAX", 300)
+    monkeypatch.setattr(projection, "SAMPLE_SIZE", 200)
+    monkeypatch.setattr(projection, "TRANSFORM_BATCH", 128)  # several batches
+    x, labels = clusters(5, 120, seed=3)
+    xy = projection_compute(x)
+    assert projection.method_for(len(x)) == projection.SAMPLE_METHOD and projection.method_for(300) == METHOD
+    assert xy.shape == (600, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    assert xy.min() >= 0 and xy.max() <= 1
+    # Faces placed by transform land in their own cluster: every point's nearest point on the map.
+    d = np.linalg.norm(xy[:, None, :] - xy[None, :, :], axis=2)
+    np.fill_diagonal(d, np.inf)
+    assert (labels[d.argmin(axis=1)] == labels).mean() >= 0.98

@@ -150,6 +150,43 @@ def test_points_colours_and_their_errors(dataset, alice_client):
 
 
 @pytest.mark.django_db
+def test_binary_points_and_the_hover_face(dataset, alice_client, charlie_client):
+    import json
+    import struct
+
+    from curator.models import Face
+
+    faces = make_faces(dataset, 5, labels=["female", "male", ""])
+    descriptors_store(faces)
+    _stored_map(dataset, faces)
+    Face.objects.filter(pk=faces[1].pk).update(is_excluded=True, split="test")
+    gone = faces[4].pk
+    Face.objects.filter(pk=gone).delete()  # deleted since the map: kept in place, marked
+    url = reverse("labeling-api-map-points", args=[dataset.pk])
+    response = alice_client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/octet-stream"
+    data = response.content
+    (length,) = struct.unpack("<I", data[:4])
+    header = json.loads(data[4 : 4 + length])
+    n = header["n"]
+    assert n == 5 and (4 + length) % 8 == 0 and header["categories"]["label"] == ["female", "male", "unlabelled"]
+    at = 4 + length
+    ids = np.frombuffer(data, dtype="<i8", count=n, offset=at)
+    x = np.frombuffer(data, dtype="<f4", count=n, offset=at + 8 * n)
+    label = np.frombuffer(data, dtype=np.uint8, count=n, offset=at + 16 * n)
+    split = np.frombuffer(data, dtype=np.uint8, count=n, offset=at + 17 * n)
+    excluded = np.frombuffer(data, dtype=np.uint8, count=n, offset=at + 18 * n)
+    assert len(data) == at + 19 * n
+    stored_ids, stored_xy = maps.map_points(dataset=dataset)
+    assert ids.tolist() == stored_ids.tolist() and np.array_equal(x, stored_xy[:, 0])
+    assert label.tolist()[:4] == [0, 1, 2, 0] and split[1] == 2 and excluded.tolist() == [0, 1, 0, 0, 255]
+    face = alice_client.get(reverse("labeling-api-map-face", args=[dataset.pk, faces[0].pk])).json()
+    assert face["crop"].endswith(faces[0].crop) and face["label"] == "female"
+    assert alice_client.get(reverse("labeling-api-map-face", args=[dataset.pk, gone])).status_code == 404
+    assert charlie_client.get(url).status_code == 404
+
+
+@pytest.mark.django_db
 def test_a_saved_selection_opens_in_the_grid(dataset, bob_client, charlie_client):
     faces = make_faces(dataset, 8)
     url = reverse("labeling-api-selections", args=[dataset.pk])
