@@ -157,7 +157,8 @@ def main() -> None:
             part = np.ascontiguousarray(vectors[:size])
             norms = np.einsum("ij,ij->i", part, part)
             brute_p50[size] = round(
-                timed_queries(lambda q, part=part, norms=norms: brute(part, q[None, :], k, norms)[0], queries[:50])[0], 2
+                timed_queries(lambda q, part=part, norms=norms: brute(part, q[None, :], k, norms)[0], queries[:50])[0],
+                2,
             )
     print(f"{args.n} x {vectors.shape[1]} float32; brute force p50 ms by size: {brute_p50}", flush=True)
     runners = {

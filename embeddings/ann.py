@@ -152,7 +152,9 @@ class AnnIndex:
             faiss.omp_set_num_threads(1)
             d2, keys = self.index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), count)
         distances = np.sqrt(np.maximum(d2[0].astype(np.float64), 0))
-        found = [(int(f), float(d)) for f, d in zip(keys[0], distances, strict=True) if f >= 0 and int(f) not in exclude]
+        found = [
+            (int(f), float(d)) for f, d in zip(keys[0], distances, strict=True) if f >= 0 and int(f) not in exclude
+        ]
         return found[:k]
 
     def neighbours(self, vectors: np.ndarray, k: int, *, nprobe: int = GRAPH_NPROBE) -> tuple[np.ndarray, np.ndarray]:

@@ -160,7 +160,10 @@ def _descriptor_candidates(records: list[FaceRecord], *, hash_max_bits: int, sam
     if has.any():
         phash = np.array([(r.phash or 0) & 0xFFFFFFFFFFFFFFFF for r in with_vector], dtype=np.uint64)
         mirrored = np.array(
-            [((r.phash if r.phash_mirrored is None else r.phash_mirrored) or 0) & 0xFFFFFFFFFFFFFFFF for r in with_vector],
+            [
+                ((r.phash if r.phash_mirrored is None else r.phash_mirrored) or 0) & 0xFFFFFFFFFFFFFFFF
+                for r in with_vector
+            ],
             dtype=np.uint64,
         )
         bits = np.minimum.reduce(

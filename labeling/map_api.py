@@ -147,7 +147,9 @@ def map_points_binary(dataset) -> bytes | None:
 
 
 class MapPoints(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, summary="The map's points, binary")
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, summary="The map's points, binary"
+    )
     def get(self, request, dataset_id: int):
         dataset = get_dataset_for(request.user, dataset_id)
         data = map_points_binary(dataset)
