@@ -25,7 +25,7 @@ offers (metadata, quality, model, disagreement, identity, similarity, keyset pag
 of 100,000 faces (`labeling.services.faces_update`), the revert preview of that action, the "all
 matching" preview (`faces_update_preview` over a filter matching about a third of the faces), and
 an export (`labeling.services.export_create`) in a child process whose peak RSS is reported.
-bench/million_vectors.py, when present, adds the vector figures (kNN, duplicates and identities,
+bench/million_vectors.py adds the vector figures (kNN, duplicates and identities,
 the map). The last line is JSON.
 """
 
@@ -566,6 +566,11 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="drop and build the dataset of this size again")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--no-export", action="store_true", help="skip the export (minutes at 1M)")
+    parser.add_argument(
+        "--no-vectors",
+        action="store_true",
+        help="skip bench/million_vectors.py's figures (index, groups, map: long at 1M)",
+    )
     parser.add_argument("--export-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -607,11 +612,9 @@ def main() -> None:
     figures.update(time_bulk(dataset, user))
     if not args.no_export:
         figures["export_peak_mb"] = time_export(dataset.pk)
-    try:
+    if not args.no_vectors:
         from million_vectors import measure_vectors  # bench/million_vectors.py (the vector half)
-    except ImportError:
-        print("\nbench/million_vectors.py is not here: no vector figures")
-    else:
+
         figures.update(measure_vectors(dataset.pk))
     if build_s is not None:
         figures["build_s"] = round(build_s, 1)
