@@ -17,7 +17,7 @@ Small datasets are searched by brute force instead (selectors.VectorIndex): exac
 ANN_MIN_FACES a matrix-vector product is as fast as the graph (bench/ann_libraries.py's
 brute_p50_ms), with nothing to build or store.
 
-The index lives in Django storage (ann/dataset-<id>.npz: the faiss index, its keys = face ids
+The index lives in Django storage (datasets/<id>/ann/index.npz: the faiss index, its keys = face ids
 and a fingerprint of each vector), so every web and worker host loads the same file; each process
 loads it lazily and keeps it per dataset (_cache). When the dataset's descriptors changed since
 (DescriptorSet.stamp), only the difference is applied: faces whose vector is new or changed are
@@ -200,7 +200,8 @@ def faiss_bytes(index) -> np.ndarray:
 
 
 def storage_name(dataset_id: int) -> str:
-    return f"ann/dataset-{int(dataset_id)}.npz"
+    # Under the dataset's own folder, so deleting the dataset (and the orphan sweep) removes it.
+    return f"datasets/{int(dataset_id)}/ann/index.npz"
 
 
 def ann_save(dataset_id: int, ann: AnnIndex) -> None:

@@ -5,6 +5,7 @@ round-trip through storage, the selectors answering from it, and groups equal to
 import numpy as np
 import pytest
 
+from curator.services.datasets import dataset_delete
 from embeddings import ann, graph, identities, selectors, services
 from embeddings.duplicates import FaceRecord, complete_linkage_groups, pair_evidence
 from embeddings.selectors import VectorIndex
@@ -121,6 +122,10 @@ def test_selectors_answer_from_the_stored_index_and_follow_new_descriptors(datas
     ann._cache.clear()
     assert services.ann_update(dataset_id=dataset.pk) == 20
     assert len(ann.ann_load(dataset.pk)) == 120
+    # The index lives under the dataset's folder: deleting the dataset deletes it.
+    dataset_id = dataset.pk
+    dataset_delete(dataset=dataset)
+    assert ann.ann_load(dataset_id) is None
 
 
 def test_approximate_pairs_and_groups_equal_exact_ones():
