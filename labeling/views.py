@@ -194,6 +194,9 @@ def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = get_dataset_for(request.user, dataset_id)
     who, kind, face = request.GET.get("user", ""), request.GET.get("kind", ""), request.GET.get("face", "").strip()
     status = HTTPStatus.OK
+    if "\x00" in who:  # no user name holds NUL, and PostgreSQL refuses it in a query
+        messages.error(request, "That is not a user name; showing everyone's actions.")
+        who, status = "", HTTPStatus.BAD_REQUEST
     if kind and kind not in BulkAction.Kind.values:
         messages.error(request, f"There is no kind of action “{kind}”; showing every kind.")
         kind, status = "", HTTPStatus.BAD_REQUEST

@@ -25,3 +25,8 @@ def test_the_history_answers_400_or_200_for_a_face_that_is_no_id(alice_client, d
 def test_the_version_api_refuses_a_dataset_that_is_no_id(alice_client, dataset, raw):
     response = alice_client.get("/api/v1/training/versions/", {"dataset": raw})
     assert response.status_code == 400
+
+
+def test_the_history_refuses_a_user_name_with_nul(alice_client, dataset):
+    response = alice_client.get(f"/labeling/{dataset.pk}/history/", {"user": "\x00"})
+    assert response.status_code == 400
