@@ -157,6 +157,28 @@ def fill(n: int, reset: bool):
     return dataset, user
 
 
+def evaluated_version(dataset):
+    """fill()'s version 1 with a snapshot and an evaluation, as a trained version has (made once).
+    fill()'s synthetic predictions call p = 0.5 "male" while argmax([0.5, 0.5]) is female; the real
+    pipeline stores the argmax, so the rows are made to agree with their probabilities first."""
+    from training.data import snapshot_write, training_data_collect
+    from training.models import ModelVersion, Prediction
+    from training.services import model_version_evaluate
+
+    version = ModelVersion.objects.get(dataset=dataset, number=1)
+    Prediction.objects.filter(model_version=version, confidence=0.5).exclude(predicted_label="female").update(
+        predicted_label="female"
+    )
+    if not version.snapshot:
+        t = time.perf_counter()
+        data = training_data_collect(dataset=dataset, seed=0)
+        version.snapshot = snapshot_write(data=data, path=f"datasets/{dataset.pk}/models/v1-snapshot.csv")
+        version.metrics = model_version_evaluate(model_version=version, data=data)
+        version.save(update_fields=["snapshot", "metrics"])
+        print(f"snapshot and evaluation of {len(data.examples)} faces in {time.perf_counter() - t:.1f}s")
+    return version
+
+
 def vacuum() -> None:
     """What autovacuum does in a live database soon after a big load: statistics for the planner
     and a visibility map so counts can be index-only scans."""

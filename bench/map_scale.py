@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from labeling.map_wire import map_points_pack  # noqa: E402
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8">
@@ -55,23 +55,9 @@ def points(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def binary(ids: np.ndarray, xy: np.ndarray) -> bytes:
-    n = len(ids)
-    header = json.dumps(
-        {"n": n, "categories": {"label": ["female", "male", "unlabelled"], "split": ["train", "val", "test", "none"]}}
-    ).encode()
-    header += b" " * (-(len(header) + 4) % 8)
     codes = (ids % 3).astype(np.uint8)
-    return b"".join(
-        [
-            struct.pack("<I", len(header)),
-            header,
-            ids.astype("<i8").tobytes(),
-            xy[:, 0].astype("<f4").tobytes(),
-            xy[:, 1].astype("<f4").tobytes(),
-            codes.tobytes(),
-            codes.tobytes(),
-            np.zeros(n, dtype=np.uint8).tobytes(),
-        ]
+    return map_points_pack(
+        ids=ids, xy=xy, classes=["female", "male"], label=codes, split=codes, excluded=np.zeros(len(ids), np.uint8)
     )
 
 

@@ -51,23 +51,8 @@ def main() -> None:
     from django.core.cache import cache
     from django.test import Client
 
-    from training.data import snapshot_write, training_data_collect
-    from training.models import ModelVersion, Prediction
-    from training.services import model_version_evaluate
-
     dataset, user = grid.fill(args.faces, args.reset)
-    version = ModelVersion.objects.get(dataset=dataset, number=1)
-    # As bench/drilldown.py: the synthetic rows are made to agree with their probabilities.
-    Prediction.objects.filter(model_version=version, confidence=0.5).exclude(predicted_label="female").update(
-        predicted_label="female"
-    )
-    if not version.snapshot:
-        t = time.perf_counter()
-        data = training_data_collect(dataset=dataset, seed=0)
-        version.snapshot = snapshot_write(data=data, path=f"datasets/{dataset.pk}/models/v1-snapshot.csv")
-        version.metrics = model_version_evaluate(model_version=version, data=data)
-        version.save(update_fields=["snapshot", "metrics"])
-        print(f"snapshot and evaluation of {len(data.examples)} faces in {time.perf_counter() - t:.1f}s")
+    version = grid.evaluated_version(dataset)
     client = Client()
     client.force_login(user)
 

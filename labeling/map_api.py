@@ -16,8 +16,6 @@ map is coloured by labels, predictions and metadata, which embeddings may not im
 
 from __future__ import annotations
 
-import json
-import struct
 import unicodedata
 from urllib.parse import quote
 
@@ -40,6 +38,7 @@ from curator.permissions import get_dataset_for
 from embeddings import maps, similar
 from embeddings.models import FaceSelection
 from labeling.extensions import prediction_provider
+from labeling.map_wire import map_points_pack
 from labeling.similarity import similar_neighbours
 
 MAX_SELECTION = 100_000
@@ -128,22 +127,7 @@ def map_points_binary(dataset) -> bytes | None:
         label[where] = np.fromiter((label_code.get(r[1], other) for r in kept), dtype=np.uint8, count=len(kept))
         split[where] = np.fromiter((split_code.get(r[2], 3) for r in kept), dtype=np.uint8, count=len(kept))
         excluded[where] = np.fromiter((int(r[3]) for r in kept), dtype=np.uint8, count=len(kept))
-    header = json.dumps(
-        {"n": n, "categories": {"label": [*classes, "unlabelled"], "split": ["train", "val", "test", "none"]}}
-    ).encode()
-    header += b" " * (-(len(header) + 4) % 8)
-    return b"".join(
-        [
-            struct.pack("<I", len(header)),
-            header,
-            ids.astype("<i8").tobytes(),
-            xy[:, 0].astype("<f4").tobytes(),
-            xy[:, 1].astype("<f4").tobytes(),
-            label.tobytes(),
-            split.tobytes(),
-            excluded.tobytes(),
-        ]
-    )
+    return map_points_pack(ids=ids, xy=xy, classes=classes, label=label, split=split, excluded=excluded)
 
 
 class MapPoints(APIView):
