@@ -43,7 +43,10 @@ def test_create_dataset_upload_zip_watch_progress_see_faces(new_page, alice, fix
     assert page.inner_text("#job-done") == "6 / 6"
     assert int(page.inner_text("#job-faces")) >= 6
 
+    # The click starts a navigation; read the badges only once the dataset page has replaced the job's.
     page.click("text=See the aligned faces")
+    page.wait_for_url(f"**/datasets/{Dataset.objects.get(name='Browser set').pk}/")
+    page.wait_for_selector(".faces .badge")
     badges = page.locator(".faces .badge").all_inner_texts()
     assert sorted(badges)[:3] == ["female"] * 3 and badges.count("male") >= 3
     dataset = Dataset.objects.get(name="Browser set")
