@@ -357,7 +357,11 @@ def _classify(model: LoadedModel, rgb: np.ndarray, aligned: list, *, warm_up: bo
     if model.needs_features or model.needs_chips:
         cuts = face_cuts(rgb, boxes, descriptor=model.needs_descriptor or model.needs_chips)
         if model.needs_features:
-            features = features_of_cuts(cuts, descriptor=model.needs_descriptor, files=NetworkFiles())
+
+            def features_now() -> list:
+                return features_of_cuts(cuts, descriptor=model.needs_descriptor, files=NetworkFiles())
+
+            features = features_now if model.computes_features_alongside else features_now()
         if model.needs_chips:
             chips = np.stack([cut.chip for cut in cuts])
     return np.asarray(model.predict(crops=crops, features=features, chips=chips), dtype=np.float64)

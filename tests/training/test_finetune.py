@@ -78,7 +78,15 @@ def test_finetune_trains_registers_serves_and_predicts_every_face(dataset, alice
     ensemble_version = ModelVersion.objects.get(job=ensemble_job)
     ensemble = inference.load_model_version(ensemble_version)
     assert ensemble.needs_chips and ensemble.needs_features
-    assert image_predict(data=photo_640x480("male"), model_version=ensemble_version).faces
+    # The predict path computes the features on a second thread while the fine-tuned network runs:
+    # the same probabilities as each member answering alone, averaged.
+    assert ensemble.computes_features_alongside
+    photo = photo_640x480("male")
+    together = image_predict(data=photo, model_version=ensemble_version).faces
+    alone = [image_predict(data=photo, model_version=member).faces for member in (version, other)]
+    assert len(together) == 1 and all(len(faces) == 1 for faces in alone)
+    for name, probability in together[0].probabilities.items():
+        assert probability == pytest.approx(np.mean([faces[0].probabilities[name] for faces in alone]), abs=1e-5)
 
 
 def train_embedding_job(dataset, user):
