@@ -418,13 +418,13 @@ def augment_chips(config: dict, seed: int):
     return apply
 
 
-def chip_batches(paths: list[str], labels: np.ndarray, *, read, batch_size: int, shuffle: bool, seed: int):
+def chip_batches(paths: list[str], labels: np.ndarray, *, read, size: int, batch_size: int, shuffle: bool, seed: int):
     """uint8 batches of the chips' PNG files (embeddings.descriptors.chip_files_for_faces; PNG is
     lossless, so these are exactly the chips cut from the photos), streamed like image_dataset."""
 
     def decode(blob, label):
         chip = tf.io.decode_png(blob, channels=3)
-        chip.set_shape((None, None, 3))
+        chip.set_shape((size, size, 3))  # the face network's input, dlib's chip
         return chip, label
 
     ds = file_dataset(paths, labels, read=read, shuffle=shuffle, seed=seed)
@@ -432,9 +432,9 @@ def chip_batches(paths: list[str], labels: np.ndarray, *, read, batch_size: int,
 
 
 def chip_dataset(
-    paths: list[str], labels: np.ndarray, *, read, batch_size: int, shuffle: bool, seed: int, augment=None
+    paths: list[str], labels: np.ndarray, *, read, size: int, batch_size: int, shuffle: bool, seed: int, augment=None
 ):
-    ds = chip_batches(paths, labels, read=read, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    ds = chip_batches(paths, labels, read=read, size=size, batch_size=batch_size, shuffle=shuffle, seed=seed)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if augment is not None:
         ds = ds.map(augment, num_parallel_calls=AUTOTUNE)
@@ -478,16 +478,18 @@ def fit_finetune(
         n_classes=n_classes, config=config, head=head, descriptor_mean=mean, descriptor_std=std
     )
     batch_size = int(config["batch_size"])
+    size = int(model.input_shape[1])
     train_ds = chip_dataset(
         train_chips,
         train_labels,
         read=read,
+        size=size,
         batch_size=batch_size,
         shuffle=True,
         seed=seed,
         augment=augment_chips(config, seed),
     )
-    val_ds = chip_dataset(val_chips, val_labels, read=read, batch_size=batch_size, shuffle=False, seed=seed)
+    val_ds = chip_dataset(val_chips, val_labels, read=read, size=size, batch_size=batch_size, shuffle=False, seed=seed)
     if tf.config.list_physical_devices("GPU"):
         reporter.log("TensorFlow sees a GPU: training on it.")
     result = _fit_loop(
@@ -508,7 +510,9 @@ def fit_finetune(
     if result.stopped == "cancelled" or not len(val_labels):
         result.choice["tta"] = "none" if wanted == "auto" else wanted
         return result
-    val_batches = chip_batches(val_chips, val_labels, read=read, batch_size=TTA_CHIPS, shuffle=False, seed=seed)
+    val_batches = chip_batches(
+        val_chips, val_labels, read=read, size=size, batch_size=TTA_CHIPS, shuffle=False, seed=seed
+    )
     accuracies = tta_accuracies(model, val_batches.prefetch(PREFETCH_BATCHES), len(val_labels), MODES)
     result.choice["tta_val_accuracy"] = {mode: round(a, 4) for mode, a in accuracies.items()}
     # Ties go to the cheaper mode (MODES is cheapest first).

@@ -116,7 +116,7 @@ def test_finetune_chips_are_cut_once_into_lossless_files(dataset, training_faces
     # The streamed chips are exactly the chips cut from the photos.
     cut = chips_for_faces(ids)
     ds = engine.chip_batches(
-        [files[i] for i in ids], np.arange(5), read=read_storage_file, batch_size=2, shuffle=False, seed=0
+        [files[i] for i in ids], np.arange(5), read=read_storage_file, size=150, batch_size=2, shuffle=False, seed=0
     )
     streamed = np.concatenate([x.numpy() for x, _ in ds])
     np.testing.assert_array_equal(streamed, np.stack([cut[i] for i in ids]))
