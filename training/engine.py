@@ -86,15 +86,24 @@ def resize_batch(crops: np.ndarray, size: int) -> np.ndarray:
 
 def file_dataset(paths: list[str], labels: np.ndarray, *, read, shuffle: bool, seed: int):
     """(file bytes, label) of each path, read through `read` in parallel threads, in order or
-    shuffled. The shuffle is a full one at bounded memory: it shuffles the index array (8 bytes a
-    face), reshuffled each epoch, and reads the files in that order. Its buffer holds the whole
-    index, so the order is the permutation the same seed gave when the pipeline shuffled the files'
-    contents themselves."""
+    shuffled. The shuffle is a full one at bounded memory: a seeded permutation of the index array
+    (8 bytes a face), drawn anew each epoch, and the files read in that order. (tf.data's own
+    shuffle with a buffer of every index would hold each index as a tensor, about 200 bytes a
+    face: 200 MB at a million faces, measured with bench/train_stream.py.)"""
     paths = list(paths)
     label_table = tf.constant(labels)
-    indices = tf.data.Dataset.range(len(paths))
     if shuffle:
-        indices = indices.shuffle(max(1, len(paths)), seed=seed, reshuffle_each_iteration=True)
+        rng = np.random.default_rng(seed)
+
+        def order():
+            # Called once per pass over the dataset (each epoch): the next permutation of the job's seeded sequence.
+            yield from rng.permutation(len(paths))
+
+        indices = tf.data.Dataset.from_generator(order, output_signature=tf.TensorSpec((), tf.int64))
+        # Keras counts the batches of an epoch from this (a generator's length is unknown to tf.data).
+        indices = indices.apply(tf.data.experimental.assert_cardinality(len(paths)))
+    else:
+        indices = tf.data.Dataset.range(len(paths))
 
     def read_index(index) -> bytes:
         return read(paths[int(index)])
