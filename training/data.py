@@ -178,15 +178,17 @@ def missing_crops(examples: list[Example]) -> list[str]:
     return [e.crop for e, ok in zip(examples, exists, strict=True) if not ok]
 
 
+def read_storage_file(path: str) -> bytes:
+    """One file's bytes from the default storage (any backend): what the training pipeline's
+    streams read each crop or chip with (training.engine.file_dataset)."""
+    with default_storage.open(path, "rb") as handle:
+        return handle.read()
+
+
 def read_crop_bytes(paths: list[str]) -> list[bytes]:
     """Crop files' bytes, read in parallel threads (storage may be remote)."""
-
-    def read(path: str) -> bytes:
-        with default_storage.open(path, "rb") as handle:
-            return handle.read()
-
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(read, paths))
+        return list(pool.map(read_storage_file, paths))
 
 
 def snapshot_write(*, data: TrainingData, path: str) -> str:

@@ -65,6 +65,17 @@ class FitResult:
 
 
 # --- Input pipeline ---------------------------------------------------------------------------------
+#
+# Crops and chips stream from storage: a pipeline holds the files' storage paths and the label
+# array (a few dozen bytes a face), never the files' bytes nor the decoded images, so a job's
+# memory does not grow with the number of faces. Each file is read by `read(path) -> bytes` (the
+# services pass Django's default_storage, so any storage backend works), in READ_PARALLELISM
+# threads, decoded in parallel, batched, and at most PREFETCH_BATCHES batches are read ahead.
+# Descriptor rows (embedding model, finetune's head) stay in memory: 128 float32 a face, 512 MB at
+# a million faces.
+
+READ_PARALLELISM = 8  # files read at once (storage may be remote: latency, not CPU, bounds a read)
+PREFETCH_BATCHES = 2  # batches read ahead of the model; fixed, so the files in flight are bounded
 
 
 def resize_batch(crops: np.ndarray, size: int) -> np.ndarray:
@@ -73,9 +84,42 @@ def resize_batch(crops: np.ndarray, size: int) -> np.ndarray:
     return images.numpy()
 
 
-def image_dataset(blobs: list[bytes], labels: np.ndarray, *, size: int, batch_size: int, shuffle: bool, seed: int):
-    """Encoded crops -> decoded, resized float images in parallel, cached, shuffled, batched and
-    prefetched. Decoding happens once (cache); augmentation is inside the model."""
+def file_dataset(paths: list[str], labels: np.ndarray, *, read, shuffle: bool, seed: int):
+    """(file bytes, label) of each path, read through `read` in parallel threads, in order or
+    shuffled. The shuffle is a full one at bounded memory: a seeded permutation of the index array
+    (8 bytes a face), drawn anew each epoch, and the files read in that order. (tf.data's own
+    shuffle with a buffer of every index would hold each index as a tensor, about 200 bytes a
+    face: 200 MB at a million faces, measured with bench/train_stream.py.)"""
+    paths = list(paths)
+    label_table = tf.constant(labels)
+    if shuffle:
+        rng = np.random.default_rng(seed)
+
+        def order():
+            # Called once per pass over the dataset (each epoch): the next permutation of the job's seeded sequence.
+            yield from rng.permutation(len(paths))
+
+        indices = tf.data.Dataset.from_generator(order, output_signature=tf.TensorSpec((), tf.int64))
+        # Keras counts the batches of an epoch from this (a generator's length is unknown to tf.data).
+        indices = indices.apply(tf.data.experimental.assert_cardinality(len(paths)))
+    else:
+        indices = tf.data.Dataset.range(len(paths))
+
+    def read_index(index) -> bytes:
+        return read(paths[int(index)])
+
+    def load(index):
+        blob = tf.py_function(read_index, [index], tf.string)
+        blob.set_shape(())
+        return blob, tf.gather(label_table, index)
+
+    return indices.map(load, num_parallel_calls=READ_PARALLELISM)
+
+
+def image_dataset(paths: list[str], labels: np.ndarray, *, read, size: int, batch_size: int, shuffle: bool, seed: int):
+    """Crop files -> decoded, resized float images in parallel, shuffled, batched and prefetched,
+    read again each epoch (no cache: a cache of the decoded images is what grew with the faces).
+    Augmentation is inside the model."""
 
     def decode(blob, label):
         image = tf.io.decode_image(blob, channels=3, expand_animations=False)
@@ -83,11 +127,9 @@ def image_dataset(blobs: list[bytes], labels: np.ndarray, *, size: int, batch_si
         image.set_shape((size, size, 3))
         return image, label
 
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(blobs, dtype=tf.string), labels))
-    ds = ds.map(decode, num_parallel_calls=AUTOTUNE).cache()
-    if shuffle:
-        ds = ds.shuffle(len(blobs), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    ds = file_dataset(paths, labels, read=read, shuffle=shuffle, seed=seed)
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size).prefetch(PREFETCH_BATCHES)
 
 
 def vector_dataset(vectors: np.ndarray, labels: np.ndarray, *, batch_size: int, shuffle: bool, seed: int):
@@ -385,25 +427,39 @@ def augment_chips(config: dict, seed: int):
     return apply
 
 
-def chip_dataset(chips: np.ndarray, labels: np.ndarray, *, batch_size: int, shuffle: bool, seed: int, augment=None):
-    ds = tf.data.Dataset.from_tensor_slices((chips, labels))
-    if shuffle:
-        ds = ds.shuffle(len(chips), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+def chip_batches(paths: list[str], labels: np.ndarray, *, read, size: int, batch_size: int, shuffle: bool, seed: int):
+    """uint8 batches of the chips' PNG files (embeddings.descriptors.chip_files_for_faces; PNG is
+    lossless, so these are exactly the chips cut from the photos), streamed like image_dataset."""
+
+    def decode(blob, label):
+        chip = tf.io.decode_png(blob, channels=3)
+        chip.set_shape((size, size, 3))  # the face network's input, dlib's chip
+        return chip, label
+
+    ds = file_dataset(paths, labels, read=read, shuffle=shuffle, seed=seed)
+    return ds.map(decode, num_parallel_calls=AUTOTUNE).batch(batch_size)
+
+
+def chip_dataset(
+    paths: list[str], labels: np.ndarray, *, read, size: int, batch_size: int, shuffle: bool, seed: int, augment=None
+):
+    ds = chip_batches(paths, labels, read=read, size=size, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if augment is not None:
         ds = ds.map(augment, num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return ds.prefetch(PREFETCH_BATCHES)
 
 
 def fit_finetune(
     *,
     config: dict,
     classes: list[str],
-    train_chips: np.ndarray,
+    train_chips: list[str],
     train_descriptors: np.ndarray,
     train_labels: np.ndarray,
-    val_chips: np.ndarray,
+    val_chips: list[str],
     val_labels: np.ndarray,
+    read,
     reporter: Reporter,
     time_limit_s: float | None = None,
 ) -> FitResult:
@@ -412,7 +468,8 @@ def fit_finetune(
     C by cross-validation. Then the top stages and the head are trained
     together at a low learning rate on augmented chips, with early stopping on the validation
     split. Last, the test-time augmentation is chosen on the validation split (config "tta":
-    auto) among embeddings.network.tta.MODES."""
+    auto) among embeddings.network.tta.MODES. The chips are storage paths of their PNG files,
+    read through `read` (see file_dataset)."""
     from embeddings.network.tta import MODES
 
     seed = int(config.get("seed", 0))
@@ -430,10 +487,18 @@ def fit_finetune(
         n_classes=n_classes, config=config, head=head, descriptor_mean=mean, descriptor_std=std
     )
     batch_size = int(config["batch_size"])
+    size = int(model.input_shape[1])
     train_ds = chip_dataset(
-        train_chips, train_labels, batch_size=batch_size, shuffle=True, seed=seed, augment=augment_chips(config, seed)
+        train_chips,
+        train_labels,
+        read=read,
+        size=size,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        augment=augment_chips(config, seed),
     )
-    val_ds = chip_dataset(val_chips, val_labels, batch_size=batch_size, shuffle=False, seed=seed)
+    val_ds = chip_dataset(val_chips, val_labels, read=read, size=size, batch_size=batch_size, shuffle=False, seed=seed)
     if tf.config.list_physical_devices("GPU"):
         reporter.log("TensorFlow sees a GPU: training on it.")
     result = _fit_loop(
@@ -454,7 +519,10 @@ def fit_finetune(
     if result.stopped == "cancelled" or not len(val_labels):
         result.choice["tta"] = "none" if wanted == "auto" else wanted
         return result
-    accuracies = {mode: tta_accuracy(model, val_chips, val_labels, mode) for mode in MODES}
+    val_batches = chip_batches(
+        val_chips, val_labels, read=read, size=size, batch_size=TTA_CHIPS, shuffle=False, seed=seed
+    )
+    accuracies = tta_accuracies(model, val_batches.prefetch(PREFETCH_BATCHES), len(val_labels), MODES)
     result.choice["tta_val_accuracy"] = {mode: round(a, 4) for mode, a in accuracies.items()}
     # Ties go to the cheaper mode (MODES is cheapest first).
     result.choice["tta"] = (
@@ -468,13 +536,23 @@ def fit_finetune(
     return result
 
 
-def tta_accuracy(model, chips: np.ndarray, labels: np.ndarray, mode: str) -> float:
+TTA_CHIPS = 256  # validation chips per step of tta_accuracies (times each mode's views)
+
+
+def tta_accuracies(model, batches, n: int, modes) -> dict[str, float]:
+    """Accuracy of each test-time augmentation mode over (uint8 chips, labels) batches, one pass
+    over the files for all modes: a chip's probabilities are the mean over its views."""
     from embeddings.network.tta import tta_views
 
-    views = tta_views(chips, mode)
-    flat = views.reshape(-1, *views.shape[2:]).astype(np.float32)
-    probabilities = model.predict(flat, batch_size=64, verbose=0).reshape(len(views), len(chips), -1).mean(axis=0)
-    return float((probabilities.argmax(axis=1) == labels).mean())
+    correct = dict.fromkeys(modes, 0)
+    for chips, labels in batches:
+        chips, labels = chips.numpy(), labels.numpy()
+        for mode in modes:
+            views = tta_views(chips, mode)
+            flat = views.reshape(-1, *views.shape[2:]).astype(np.float32)
+            probabilities = model.predict(flat, batch_size=64, verbose=0).reshape(len(views), len(chips), -1)
+            correct[mode] += int((probabilities.mean(axis=0).argmax(axis=1) == labels).sum())
+    return {mode: correct[mode] / n for mode in modes}
 
 
 # --- Fitting -------------------------------------------------------------------------------------
@@ -563,9 +641,10 @@ def fit(
     val_labels: np.ndarray,
     reporter: Reporter,
     time_limit_s: float | None = None,
+    read=None,
 ) -> FitResult:
-    """Train a model. Inputs are encoded crops (list of bytes) for the CNNs and descriptors
-    ([N, 128] float32) for the embedding model. `time_limit_s` (benchmarks) stops after the
+    """Train a model. Inputs are the crops' storage paths for the CNNs, read through `read`
+    (streamed: see file_dataset), and descriptors ([N, 128] float32) for the embedding model. `time_limit_s` (benchmarks) stops after the
     epoch that crosses it, keeping the best epoch as usual."""
     seed = int(config.get("seed", 0))
     keras.utils.set_random_seed(seed)
@@ -582,8 +661,12 @@ def fit(
         if output == "logit":
             train_labels = train_labels.astype(np.float32)
             val_labels = val_labels.astype(np.float32)
-        train_ds = image_dataset(train_inputs, train_labels, size=size, batch_size=batch_size, shuffle=True, seed=seed)
-        val_ds = image_dataset(val_inputs, val_labels, size=size, batch_size=batch_size, shuffle=False, seed=seed)
+        train_ds = image_dataset(
+            train_inputs, train_labels, read=read, size=size, batch_size=batch_size, shuffle=True, seed=seed
+        )
+        val_ds = image_dataset(
+            val_inputs, val_labels, read=read, size=size, batch_size=batch_size, shuffle=False, seed=seed
+        )
 
     return _fit_loop(
         model=model,

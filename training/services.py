@@ -27,6 +27,7 @@ from training.data import (
     TrainingData,
     TrainingDataError,
     read_crop_bytes,
+    read_storage_file,
     snapshot_write,
     training_data_collect,
 )
@@ -420,31 +421,38 @@ def _fit(*, job: TrainingJob, config: dict, data: TrainingData, reporter: JobRep
             reporter=reporter,
         )
     if job.architecture == Architecture.FINETUNE:
-        return _fit_finetune(config=config, data=data, reporter=reporter, engine=engine, features=features)
-    reporter.phase("reading crops", 0, len(train) + len(val))
-    train_inputs = read_crop_bytes([e.crop for e in train])
-    val_inputs = read_crop_bytes([e.crop for e in val])
-    reporter.phase("training")
+        return _fit_finetune(
+            config=config, data=data, reporter=reporter, engine=engine, features=features, dataset_id=job.dataset_id
+        )
+    # The crops stream from storage while the model trains (training.engine.file_dataset): the
+    # job holds their paths, never their bytes.
     return engine.fit(
         architecture=job.architecture,
         config=config,
         classes=data.classes,
-        train_inputs=train_inputs,
+        train_inputs=[e.crop for e in train],
         train_labels=data.labels("train"),
-        val_inputs=val_inputs,
+        val_inputs=[e.crop for e in val],
         val_labels=data.labels("val"),
         reporter=reporter,
+        read=read_storage_file,
     )
 
 
-def _fit_finetune(*, config: dict, data: TrainingData, reporter: JobReporter, engine, features: dict):
-    """The face network fine-tuned on dlib's chips of the training faces (cut from the photos), its
-    head started from the descriptors already computed."""
-    from embeddings.descriptors import chips_for_faces
+def _fit_finetune(*, config: dict, data: TrainingData, reporter: JobReporter, engine, features: dict, dataset_id: int):
+    """The face network fine-tuned on dlib's chips of the training faces, its head started from the
+    descriptors already computed. The chips are cut from the photos once per face and kept in
+    storage as PNG files (embeddings.descriptors.chip_files_for_faces), which the training streams:
+    a chip is 67 kB decoded, 67 GB at a million faces, too much to hold, and cutting it again from
+    the photo every epoch would decode every photo every epoch. PNG is lossless, so the model sees
+    exactly the chips it saw when they were held in memory."""
+    from embeddings.descriptors import chip_files_for_faces
 
     train, val = data.of_split("train"), data.of_split("val")
     reporter.phase("cutting chips", 0, len(train) + len(val))
-    chips = chips_for_faces([e.face_id for e in train + val], progress=reporter.phase_progress)
+    chips = chip_files_for_faces(
+        [e.face_id for e in train + val], dataset_id=dataset_id, progress=reporter.phase_progress
+    )
     missing = [e.face_id for e in train + val if e.face_id not in chips]
     if missing:
         raise TrainingDataError(
@@ -458,11 +466,12 @@ def _fit_finetune(*, config: dict, data: TrainingData, reporter: JobReporter, en
     return engine.fit_finetune(
         config=config,
         classes=data.classes,
-        train_chips=np.stack([chips[e.face_id] for e in train]),
+        train_chips=[chips[e.face_id] for e in train],
         train_descriptors=np.stack(descriptors).astype(np.float32),
         train_labels=data.labels("train"),
-        val_chips=np.stack([chips[e.face_id] for e in val]),
+        val_chips=[chips[e.face_id] for e in val],
         val_labels=data.labels("val"),
+        read=read_storage_file,
         reporter=reporter,
     )
 
@@ -712,17 +721,19 @@ def predictions_compute(*, model_version: ModelVersion, batch_size: int = 256, p
 
     model = load_model_version(model_version)
     queryset = faces if faces is not None else Face.objects.filter(dataset_id=model_version.dataset_id)
-    rows = list(queryset.exclude(crop="").order_by("id").values_list("id", "crop", "label"))
-    labels = {face_id: label for face_id, _, label in rows}
-    done = 0
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
+    queryset = queryset.exclude(crop="").order_by("id")
+    total = queryset.count()
+    done, last_id = 0, 0
+    # A page of faces at a time, by id (keyset): memory stays one batch whatever the dataset's size.
+    while chunk := list(queryset.filter(id__gt=last_id).values_list("id", "crop", "label")[:batch_size]):
+        last_id = chunk[-1][0]
+        labels = {face_id: label for face_id, _, label in chunk}
         kept, (probabilities,) = faces_probabilities(models=[model], rows=[(r[0], r[1]) for r in chunk])
         if kept:
             _store_predictions(model_version, [(fid, labels[fid]) for fid in kept], probabilities, model.classes)
         done += len(chunk)
         if progress:
-            progress(done, len(rows))
+            progress(done, max(total, done))
     return Prediction.objects.filter(model_version=model_version).count()
 
 
