@@ -187,3 +187,18 @@ def test_a_keyset_page_sorted_by_confidence_walks_the_prediction_index_from_the_
     _, later = selectors._keyset_conditions(keys, current)
     page = plan(flt.queryset.filter(later).values("pk")[:120])
     assert "prediction_version_label_conf" in indexes_of(page) and not sorts_of(page), page
+
+
+def test_a_history_page_walks_the_actions_index_back_from_the_action_it_continues(alice, dataset, faces):
+    for i in range(6):
+        services.faces_update(user=alice, dataset=dataset, faces=[faces[i].pk], changes={"is_unsure": True})
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE labeling_bulkaction")
+    actions = selectors.bulk_actions_filtered(dataset=dataset)
+    cursor_action = actions[2]
+    older = plan(actions.filter(selectors._older_than(cursor_action)).values("pk")[:50])
+    newer = plan(actions.filter(selectors._newer_than(cursor_action)).reverse().values("pk")[:50])
+    for page in (older, newer):
+        assert "action_dataset_created_id" in indexes_of(page) and not sorts_of(page), page
+        # The walk starts at the action (its time is the index condition), not at the newest.
+        assert any("created_at" in n.get("Index Cond", "") for n in nodes(page)), page
