@@ -458,10 +458,15 @@ def duplicate_groups(*, dataset: Dataset) -> list[dict]:
     """Groups of near-duplicate faces (embeddings.duplicates: exact file, near-identical region of
     the original photo, same-shot descriptor; complete linkage, so every two faces of a group
     match), with their faces and, for each pair, every distance and which test matched.
-    Conflicting labels first, then largest first."""
-    from embeddings.selectors import dataset_duplicates
+    Conflicting labels first, then largest first. The groups are the last ones a worker stored
+    (embeddings.duplicate_jobs; [] before the first): never computed in the request. Labels and
+    exclusions are today's."""
+    from embeddings.duplicate_jobs import duplicates_stored
 
-    groups, pairs = dataset_duplicates(dataset=dataset)
+    stored = duplicates_stored(dataset=dataset)
+    if stored is None:
+        return []
+    groups, pairs = stored
     faces = (
         Face.objects.filter(pk__in=[f for g in groups for f in g])
         .only("id", "dataset", "label", "is_excluded", "crop", "image")

@@ -633,9 +633,14 @@ def export_file_response(dataset: Dataset, name: str) -> FileResponse:
 def duplicates(request: HttpRequest, dataset_id: int) -> HttpResponse:
     """Near-duplicate groups (embeddings.duplicates), each pair with its distances."""
     from embeddings import duplicates as tests
+    from embeddings.duplicate_jobs import duplicates_request, duplicates_state
     from embeddings.selectors import descriptor_progress
 
     dataset = get_dataset_for(request.user, dataset_id)
+    state = duplicates_state(dataset=dataset)
+    if state["status"] == "none":  # the first visit queues the first computation
+        duplicates_request(dataset_id=dataset.pk)
+        state = duplicates_state(dataset=dataset)
     groups = selectors.duplicate_groups(dataset=dataset)
     only_conflicts = request.GET.get("conflicts") == "1"
     if only_conflicts:
@@ -650,11 +655,23 @@ def duplicates(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "only_conflicts": only_conflicts,
             "can_curate": can_curate(request.user, dataset),
             "progress": descriptor_progress(dataset=dataset),
+            "state": state,
             "hash_max_bits": tests.HASH_MAX_BITS,
             "same_shot": tests.SAME_SHOT_DISTANCE,
             "max_group": tests.MAX_GROUP,
         },
     )
+
+
+@require_POST
+def duplicates_compute(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """A curator's "compute again": queue the near-duplicate groups of today's descriptors."""
+    from embeddings.duplicate_jobs import duplicates_request
+
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    duplicates_request(dataset_id=dataset.pk, again=True)
+    messages.success(request, "The near-duplicate groups are being computed; this page shows them when they are ready.")
+    return redirect("labeling:duplicates", dataset_id=dataset.pk)
 
 
 def _keep_params(params) -> tuple[str, list[str]]:
