@@ -269,7 +269,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "align"
 # Task modules beyond each app's tasks.py.
-CELERY_IMPORTS = ["curator.import_tasks", "training.serving_tasks", "embeddings.map_tasks"]
+CELERY_IMPORTS = [
+    "curator.import_tasks",
+    "training.serving_tasks",
+    "embeddings.map_tasks",
+    "embeddings.duplicate_tasks",
+]
 CELERY_TASK_ROUTES = {
     "curator.tasks.*": {"queue": "align"},
     # Imports read, hash and store files on a queue of their own, so the align processes align
@@ -282,6 +287,8 @@ CELERY_TASK_ROUTES = {
     "embeddings.tasks.*": {"queue": "embed"},
     # The map and uniqueness scores of a dataset's descriptors.
     "embeddings.map_tasks.*": {"queue": "embed"},
+    # The near-duplicate groups (the duplicates page shows the stored ones).
+    "embeddings.duplicate_tasks.*": {"queue": "embed"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

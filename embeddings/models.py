@@ -135,3 +135,23 @@ class FaceSelection(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     face_ids = models.JSONField(default=list)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class DuplicateGroups(BackgroundJob):
+    """A dataset's near-duplicate groups (embeddings.duplicates), computed by a task on the
+    `embed` queue and stored here, so the duplicates page never builds the neighbour graph of a
+    million faces inside a request. One row per dataset, reused: `stamp` is the descriptor set
+    the stored groups were computed from; new descriptors make them stale (the page says so and
+    a curator computes them again), and the old groups stay shown while new ones compute."""
+
+    dataset = models.OneToOneField("curator.Dataset", on_delete=models.CASCADE, related_name="duplicate_groups")
+    status = models.CharField(max_length=16, default=BackgroundJob.QUEUED)
+    stamp = models.CharField(max_length=64, blank=True, help_text="Descriptor stamp of the stored groups.")
+    target_stamp = models.CharField(max_length=64, blank=True, help_text="Descriptor stamp being computed.")
+    step = models.CharField(max_length=120, blank=True, help_text="What the task is doing now (shown while computing).")
+    groups = models.JSONField(default=list, blank=True, help_text="Lists of face ids, as complete_linkage_groups.")
+    pairs = models.JSONField(
+        default=list, blank=True, help_text="[a, b, exact, hash bits, descriptor distance, tests] of each grouped pair."
+    )
+    faces = models.PositiveIntegerField(default=0, help_text="Faces compared.")
+    seconds = models.FloatField(null=True, blank=True, help_text="How long the computation took.")

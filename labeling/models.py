@@ -39,6 +39,9 @@ class BulkAction(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The history page, newest first, by keyset from the action it continues (issue 21): a
+        # backward walk of this index from the cursor, one page long, at any depth.
+        indexes = [models.Index(fields=["dataset", "created_at", "id"], name="action_dataset_created_id")]
 
 
 class LabelEvent(models.Model):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 from django.core.exceptions import FieldDoesNotExist
 from django.core.files.storage import default_storage
-from django.db.models import Case, Count, F, IntegerField, Max, Min, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, F, IntegerField, Max, Min, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from curator.models import Dataset, Face, ImportBatch, SourceImage
 from curator.storage import storage_listdir
@@ -457,10 +458,15 @@ def duplicate_groups(*, dataset: Dataset) -> list[dict]:
     """Groups of near-duplicate faces (embeddings.duplicates: exact file, near-identical region of
     the original photo, same-shot descriptor; complete linkage, so every two faces of a group
     match), with their faces and, for each pair, every distance and which test matched.
-    Conflicting labels first, then largest first."""
-    from embeddings.selectors import dataset_duplicates
+    Conflicting labels first, then largest first. The groups are the last ones a worker stored
+    (embeddings.duplicate_jobs; [] before the first): never computed in the request. Labels and
+    exclusions are today's."""
+    from embeddings.duplicate_jobs import duplicates_stored
 
-    groups, pairs = dataset_duplicates(dataset=dataset)
+    stored = duplicates_stored(dataset=dataset)
+    if stored is None:
+        return []
+    groups, pairs = stored
     faces = (
         Face.objects.filter(pk__in=[f for g in groups for f in g])
         .only("id", "dataset", "label", "is_excluded", "crop", "image")
@@ -863,6 +869,57 @@ def bulk_actions_filtered(
     if face_id is not None:
         actions = actions.filter(pk__in=LabelEvent.objects.filter(face_id=face_id).values("action_id"))
     return actions
+
+
+HISTORY_PAGE = 50
+
+
+@dataclass
+class HistoryPage:
+    actions: list[BulkAction]
+    has_newer: bool
+    has_older: bool
+
+
+def _older_than(action: BulkAction) -> Q:
+    """Actions after `action` in the history's order (created_at, id), newest first. The `lte`
+    bound is what PostgreSQL can start its backward walk of the (dataset, created_at, id) index
+    from; the OR only sorts out actions of the very same instant."""
+    return Q(created_at__lte=action.created_at) & (Q(created_at__lt=action.created_at) | Q(pk__lt=action.pk))
+
+
+def _newer_than(action: BulkAction) -> Q:
+    return Q(created_at__gte=action.created_at) & (Q(created_at__gt=action.created_at) | Q(pk__gt=action.pk))
+
+
+def history_page(
+    *,
+    actions: QuerySet[BulkAction],
+    limit: int = HISTORY_PAGE,
+    offset: int = 0,
+    after: BulkAction | None = None,
+    before: BulkAction | None = None,
+) -> HistoryPage:
+    """One page of `actions` (newest first). With `after` (the last action of the page before)
+    the page is the `limit` actions older than it; with `before` (the first action of the page
+    after) the `limit` newer ones: keyset pagination, so page 2,000 costs what page 2 does, and
+    actions added between two page loads neither repeat a row nor hide one. Without either, a
+    page number typed in is an OFFSET. Whether there is a newer or older page is read from the
+    rows, not from a count taken before new actions arrived."""
+    if after is not None:
+        rows = list(actions.filter(_older_than(after))[: limit + 1])
+        return HistoryPage(
+            rows[:limit], has_newer=actions.exclude(_older_than(after)).exists(), has_older=len(rows) > limit
+        )
+    if before is not None:
+        rows = list(actions.filter(_newer_than(before)).reverse()[: limit + 1])
+        return HistoryPage(
+            list(reversed(rows[:limit])),
+            has_newer=len(rows) > limit,
+            has_older=actions.exclude(_newer_than(before)).exists(),
+        )
+    rows = list(actions[offset : offset + limit + 1])
+    return HistoryPage(rows[:limit], has_newer=offset > 0, has_older=len(rows) > limit)
 
 
 def history_rows(*, actions: list[BulkAction]) -> list[dict]:

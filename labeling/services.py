@@ -1049,7 +1049,8 @@ def duplicates_keep_check(*, dataset: Dataset, keep, faces: Iterable) -> tuple[i
     """(kept face, faces "keep this one" would exclude): the other faces of the group that are
     near-duplicates of the kept face now (embeddings.duplicates) and still included. Raises
     InvalidChange for a face outside the group or no longer a duplicate of it."""
-    from embeddings.selectors import dataset_duplicates
+    from embeddings.duplicates import pair_evidence
+    from embeddings.selectors import duplicate_records
 
     try:
         ids = {int(f) for f in faces}
@@ -1065,7 +1066,9 @@ def duplicates_keep_check(*, dataset: Dataset, keep, faces: Iterable) -> tuple[i
     missing = len({keep, *others} - found)
     if missing:
         raise InvalidChange(f"{missing} of the {len(ids)} face ids are not faces of this dataset.")
-    _, pairs = dataset_duplicates(dataset=dataset)
+    # The kept face against each other face, now: the pairs' tests are pairwise, so comparing
+    # the group's few faces is the whole-dataset answer for them, without the dataset's graph.
+    pairs = pair_evidence(duplicate_records(dataset=dataset, face_ids=[keep, *others]))
     unmatched = [f for f in others if (min(f, keep), max(f, keep)) not in pairs]
     if unmatched:
         raise InvalidChange(

@@ -29,6 +29,7 @@ pages = [
     path("<int:dataset_id>/identities/<int:cluster>/", views.identity_cluster, name="identity_cluster"),
     path("<int:dataset_id>/identities/<int:cluster>/split/", views.identity_split, name="identity_split"),
     path("<int:dataset_id>/duplicates/", views.duplicates, name="duplicates"),
+    path("<int:dataset_id>/duplicates/compute/", views.duplicates_compute, name="duplicates_compute"),
     path("<int:dataset_id>/duplicates/keep/", views.duplicates_keep, name="duplicates_keep"),
     path("<int:dataset_id>/duplicates/keep/preview/", views.duplicates_keep_preview, name="duplicates_keep_preview"),
 ]

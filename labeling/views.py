@@ -13,7 +13,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -211,15 +210,40 @@ def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
         kind=kind,
         face_id=face_id,
     )
+    # Next / previous links carry the action they continue from (keyset); a page number alone
+    # (typed in) is an offset. The number in the links is what the page says it is.
+    after, before, cursor_error = _history_cursor(request, dataset)
+    if cursor_error:
+        messages.error(request, cursor_error)
+        status = HTTPStatus.BAD_REQUEST
     number = _page_number(request.GET.get("page"))
-    paginator = Paginator(actions, 50)
-    if number is None or number > paginator.num_pages:
+    total = actions.count()
+    num_pages = max(1, -(-total // selectors.HISTORY_PAGE))
+    if number is None or (after is None and before is None and number > num_pages):
         messages.error(request, f"There is no page “{request.GET.get('page')}” of the history.")
         number, status = 1, HTTPStatus.NOT_FOUND
-    page = paginator.page(number)
+    if cursor_error:
+        number = 1
+    page = selectors.history_page(
+        actions=actions,
+        limit=selectors.HISTORY_PAGE,
+        offset=(number - 1) * selectors.HISTORY_PAGE,
+        after=after,
+        before=before,
+    )
+    if not page.has_newer:
+        number = 1
     curator = can_curate(request.user, dataset)
-    for action in page.object_list:
+    for action in page.actions:
         action.may_revert = (curator or action.user_id == request.user.pk) and action.face_count > 0
+    pager = {
+        "number": number,
+        "num_pages": max(num_pages, number),
+        "newer_link": f"page={max(1, number - 1)}&before={page.actions[0].pk}"
+        if page.has_newer and page.actions
+        else "",
+        "older_link": f"page={number + 1}&after={page.actions[-1].pk}" if page.has_older else "",
+    }
     from django.contrib.auth import get_user_model
 
     people = (
@@ -233,8 +257,9 @@ def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
         "labeling/history.html",
         {
             "dataset": dataset,
-            "page": page,
-            "rows": selectors.history_rows(actions=list(page.object_list)),
+            "total": total,
+            "pager": pager,
+            "rows": selectors.history_rows(actions=page.actions),
             "who": who,
             "kind": kind,
             "face": face,
@@ -244,6 +269,27 @@ def history(request: HttpRequest, dataset_id: int) -> HttpResponse:
         },
         status=status,
     )
+
+
+def _history_cursor(request: HttpRequest, dataset) -> tuple[BulkAction | None, BulkAction | None, str]:
+    """The actions `after` / `before` name (at most one of them), and what is wrong with them."""
+    given = {key: request.GET.get(key, "") for key in ("after", "before") if request.GET.get(key, "").strip()}
+    if len(given) > 1:
+        return (
+            None,
+            None,
+            "A history page continues either after an action or before one, not both; showing the newest.",
+        )
+    if not given:
+        return None, None, ""
+    [(key, raw)] = given.items()
+    action_id = id_param(raw)
+    if action_id is None:
+        return None, None, f"“{raw}” is not an action id; showing the newest actions."
+    action = BulkAction.objects.filter(dataset=dataset, pk=action_id).only("pk", "created_at").first()
+    if action is None:
+        return None, None, f"There is no action {action_id} in this dataset's history; showing the newest actions."
+    return (action, None, "") if key == "after" else (None, action, "")
 
 
 def revert(request: HttpRequest, dataset_id: int, action_id: int) -> HttpResponse:
@@ -587,9 +633,14 @@ def export_file_response(dataset: Dataset, name: str) -> FileResponse:
 def duplicates(request: HttpRequest, dataset_id: int) -> HttpResponse:
     """Near-duplicate groups (embeddings.duplicates), each pair with its distances."""
     from embeddings import duplicates as tests
+    from embeddings.duplicate_jobs import duplicates_request, duplicates_state
     from embeddings.selectors import descriptor_progress
 
     dataset = get_dataset_for(request.user, dataset_id)
+    state = duplicates_state(dataset=dataset)
+    if state["status"] == "none":  # the first visit queues the first computation
+        duplicates_request(dataset_id=dataset.pk)
+        state = duplicates_state(dataset=dataset)
     groups = selectors.duplicate_groups(dataset=dataset)
     only_conflicts = request.GET.get("conflicts") == "1"
     if only_conflicts:
@@ -604,11 +655,23 @@ def duplicates(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "only_conflicts": only_conflicts,
             "can_curate": can_curate(request.user, dataset),
             "progress": descriptor_progress(dataset=dataset),
+            "state": state,
             "hash_max_bits": tests.HASH_MAX_BITS,
             "same_shot": tests.SAME_SHOT_DISTANCE,
             "max_group": tests.MAX_GROUP,
         },
     )
+
+
+@require_POST
+def duplicates_compute(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """A curator's "compute again": queue the near-duplicate groups of today's descriptors."""
+    from embeddings.duplicate_jobs import duplicates_request
+
+    dataset = get_dataset_for(request.user, dataset_id, curate=True)
+    duplicates_request(dataset_id=dataset.pk, again=True)
+    messages.success(request, "The near-duplicate groups are being computed; this page shows them when they are ready.")
+    return redirect("labeling:duplicates", dataset_id=dataset.pk)
 
 
 def _keep_params(params) -> tuple[str, list[str]]:

@@ -109,7 +109,7 @@ def suggestions_queue(*, model_version: ModelVersion) -> QuerySet[Prediction]:
         training_selectors.version_predictions(model_version=model_version)
         .filter(
             # Unlabelled faces never disagree; saying so lets PostgreSQL walk the
-            # (model_version, disagrees, -confidence) index in order.
+            # (model_version, disagrees, confidence, face) index in order (backwards).
             disagrees=False,
             face__label="",
             face__is_excluded=False,

@@ -174,7 +174,7 @@ class PredictionFilters:
         def by_confidence(desc: bool):
             if lookups:
                 # Every face shown has a matching prediction, so an inner join that can walk the
-                # (model_version, disagrees, -confidence) index in order and stop after one page.
+                # (model_version, disagrees, confidence, face) index in order and stop after one page.
                 qs = unsorted.filter(
                     predictions__model_version=model_version, **{f"predictions__{k}": v for k, v in lookups.items()}
                 ).annotate(pred_confidence=F("predictions__confidence"))

@@ -128,7 +128,20 @@ class Prediction(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["face", "model_version"], name="unique_prediction")]
-        indexes = [models.Index(fields=["model_version", "disagrees", "-confidence"])]
+        indexes = [
+            # The grid's prediction filters at a million faces (issue 21, training/filters.py):
+            # each is a semi-join (or, sorted by confidence, an inner join walked in the index's
+            # order) on one version's predictions; with face_id last the semi-joins and the
+            # counts are index-only scans and the confidence sort's id tie-break is the index's.
+            # The disagreement index also serves the review queues (most confident first).
+            models.Index(
+                fields=["model_version", "disagrees", "confidence", "face"], name="prediction_version_disagrees"
+            ),
+            models.Index(
+                fields=["model_version", "predicted_label", "confidence", "face"], name="prediction_version_label_conf"
+            ),
+            models.Index(fields=["model_version", "confidence", "face"], name="prediction_version_conf"),
+        ]
 
 
 class OutOfFoldRun(BackgroundJob):

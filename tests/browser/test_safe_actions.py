@@ -127,11 +127,12 @@ def test_revert_preview_lists_old_and_new_values_then_reverts(transactional_db, 
 def test_keep_one_previews_and_confirms(transactional_db, new_page, alice, dataset, faces):
     """Duplicates page (embeddings): "Keep this one" shows the faces it will exclude, changes
     nothing until Confirm, and then excludes exactly those."""
-    from tests.embeddings.factories import descriptors_store, far_apart_vectors, near
+    from tests.embeddings.factories import descriptors_store, duplicates_compute_now, far_apart_vectors, near
 
     vectors = far_apart_vectors(len(faces))
     vectors[1], vectors[2] = near(vectors[0], 0.02), near(vectors[0], 0.03, axis=1)  # one shot, three files
     descriptors_store(faces, vectors=vectors)
+    duplicates_compute_now(dataset)  # as the embed worker stores them
     page = new_page(alice)
     page.goto(f"/labeling/{dataset.pk}/duplicates/")
     assert "1 group of near-duplicate faces" in page.locator("#dup-count").inner_text()

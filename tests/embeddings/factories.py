@@ -50,3 +50,12 @@ def near(vector: np.ndarray, distance: float, *, axis: int = 0) -> np.ndarray:
     out = np.array(vector, dtype=np.float32)
     out[axis] += distance
     return out
+
+
+def duplicates_compute_now(dataset) -> None:
+    """The near-duplicate groups of the dataset's descriptors stored as the embed worker stores
+    them (its task's work, run here): for tests of what the duplicates page shows."""
+    from embeddings import duplicate_jobs
+
+    row = duplicate_jobs.duplicates_request(dataset_id=dataset.pk, again=True)
+    duplicate_jobs.duplicates_compute(job_id=row.pk)

@@ -11,7 +11,7 @@ from embeddings import dupset
 from embeddings.duplicates import Evidence, FaceRecord, complete_linkage_groups, evidence_of, pair_evidence
 from embeddings.graph import hash_pairs
 from labeling import selectors, services
-from tests.embeddings.factories import descriptors_store, far_apart_vectors, near
+from tests.embeddings.factories import descriptors_store, duplicates_compute_now, far_apart_vectors, near
 from tests.labeling.factories import make_faces
 
 
@@ -96,6 +96,7 @@ def test_page_groups_show_each_pair_and_keep_one_previews(alice, alice_client, d
     v[1], v[2] = near(v[0], 0.02), near(v[0], 0.04, axis=1)  # 0, 1, 2: the same shot
     v[4] = near(v[3], 0.05)  # 3, 4: a pair
     descriptors_store(faces, vectors=v)
+    duplicates_compute_now(dataset)
     groups = selectors.duplicate_groups(dataset=dataset)
     assert [[f.pk for f in g["faces"]] for g in groups] == [[f.pk for f in faces[:3]], [faces[3].pk, faces[4].pk]]
     assert len(groups[0]["pairs"]) == 3 and groups[0]["pairs"][0]["tests"] == ["same shot"]

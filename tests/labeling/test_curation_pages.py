@@ -5,7 +5,7 @@ import pytest
 from curator.models import Face
 from labeling import services
 from labeling.models import BulkAction
-from tests.embeddings.factories import descriptors_store, far_apart_vectors, near
+from tests.embeddings.factories import descriptors_store, duplicates_compute_now, far_apart_vectors, near
 from tests.labeling.factories import make_faces
 
 
@@ -86,6 +86,7 @@ def test_duplicates_page_shows_groups_and_keep_one(alice_client, dataset):
     vectors = far_apart_vectors(6)
     vectors[1] = near(vectors[0], 0.4)  # the descriptors agree too: one person
     descriptors_store(faces, vectors=vectors, phashes=hashes)
+    duplicates_compute_now(dataset)
     response = alice_client.get(f"/labeling/{dataset.pk}/duplicates/")
     assert response.context["group_count"] == 1
     assert "Conflicting labels: female / male" in response.content.decode()

@@ -11,7 +11,8 @@ from django.db.models import F
 from curator.models import Face, SourceImage
 from labeling import filters, selectors, services
 from labeling.models import LabelEvent
-from tests.labeling.factories import make_faces
+from tests.labeling.factories import make_faces, version_with_predictions
+from training.models import ModelVersion
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -19,11 +20,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def plan(queryset) -> dict:
+def plan(queryset, *, hash_joins: bool = False) -> dict:
+    """`hash_joins`: price out nested loops too, as a count over many rows is planned (on 30 faces
+    the planner loops over them, or merges on face ids, instead)."""
     sql, params = queryset.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(f"SET LOCAL enable_nestloop = {'off' if hash_joins else 'on'}")
+        cursor.execute(f"SET LOCAL enable_mergejoin = {'off' if hash_joins else 'on'}")
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         return cursor.fetchone()[0][0]["Plan"]
 
@@ -111,3 +116,89 @@ def test_the_revert_preview_reads_the_actions_events_by_index(alice, dataset, fa
     conflicting = plan(events.exclude(now_value=F("new_value")).values("face_id"))
     assert LabelEvent._meta.get_field("action").db_index
     assert any("action" in n for n in indexes_of(conflicting)), conflicting
+
+
+# --- The prediction filters (training/filters.py) ---------------------------------------------------
+
+
+@pytest.fixture
+def predicted(dataset, faces):
+    """An active version predicting every face, confidences spread; it agrees with most labels (a
+    disagreement is a small share of the predictions, as with a model worth using)."""
+
+    def predict(i, face):
+        agrees = face.label and i % 7
+        return (face.label if agrees else ("male", "female")[i % 2]), 0.5 + i / 61
+
+    version = version_with_predictions(dataset, faces, predict=predict)
+    ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE training_prediction")
+    return version
+
+
+@pytest.mark.parametrize(
+    ("params", "index"),
+    [
+        ({"predicted": "female", "sort": "-confidence"}, "prediction_version_label_conf"),
+        ({"predicted": "male", "min_conf": "0.6", "sort": "confidence"}, "prediction_version_label_conf"),
+        ({"min_conf": "0.6", "max_conf": "0.9", "sort": "-confidence"}, "prediction_version_conf"),
+        ({"conf_above": "0.7", "sort": "confidence"}, "prediction_version_conf"),
+        ({"disagrees": "1", "sort": "-confidence"}, "prediction_version_disagrees"),
+    ],
+)
+def test_a_confidence_sort_walks_the_predictions_index_in_the_grid_order(dataset, faces, predicted, params, index):
+    flt = filters.face_filter(dataset=dataset, params=params)
+    assert not flt.errors, flt.errors
+    assert flt.model_version == predicted
+    page = plan(flt.queryset.values("pk")[:120])
+    assert index in indexes_of(page), page
+    assert not sorts_of(page), page  # the index gives the order (ties by face id): one page is read
+
+
+@pytest.mark.parametrize(
+    ("params", "index"),
+    [
+        ({"predicted": "female"}, "prediction_version_label_conf"),
+        ({"predicted": "male", "max_conf": "0.8"}, "prediction_version_label_conf"),
+        ({"min_conf": "0.6", "max_conf": "0.65"}, "prediction_version_conf"),
+        ({"conf_above": "0.9"}, "prediction_version_conf"),
+        ({"disagrees": "1"}, "prediction_version_disagrees"),
+        ({"disagrees": "0"}, "prediction_version_disagrees"),
+    ],
+)
+def test_prediction_filter_counts_read_the_predictions_index_alone(dataset, faces, predicted, params, index):
+    flt = filters.face_filter(dataset=dataset, params=params)
+    assert not flt.errors, flt.errors
+    count = plan(flt.matching.order_by().values("pk"), hash_joins=True)  # .count() drops the order
+    # The predictions' side is read from the filter's index (an index-only scan once autovacuum
+    # has marked the pages all-visible: face_id is the index's last column; not inside a test's
+    # transaction, so not asserted), hashed and joined to the dataset's faces.
+    assert index in indexes_of(count), count
+
+
+def test_a_keyset_page_sorted_by_confidence_walks_the_prediction_index_from_the_face_it_continues(
+    dataset, faces, predicted
+):
+    flt = filters.face_filter(dataset=dataset, params={"predicted": "female", "sort": "-confidence"})
+    keys = selectors._order_keys(flt.queryset)
+    third = list(flt.queryset.values_list("pk", flat=True))[2]
+    current = flt.queryset.filter(pk=third).values_list(*[k[0] for k in keys]).first()
+    _, later = selectors._keyset_conditions(keys, current)
+    page = plan(flt.queryset.filter(later).values("pk")[:120])
+    assert "prediction_version_label_conf" in indexes_of(page) and not sorts_of(page), page
+
+
+def test_a_history_page_walks_the_actions_index_back_from_the_action_it_continues(alice, dataset, faces):
+    for i in range(6):
+        services.faces_update(user=alice, dataset=dataset, faces=[faces[i].pk], changes={"is_unsure": True})
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE labeling_bulkaction")
+    actions = selectors.bulk_actions_filtered(dataset=dataset)
+    cursor_action = actions[2]
+    older = plan(actions.filter(selectors._older_than(cursor_action)).values("pk")[:50])
+    newer = plan(actions.filter(selectors._newer_than(cursor_action)).reverse().values("pk")[:50])
+    for page in (older, newer):
+        assert "action_dataset_created_id" in indexes_of(page) and not sorts_of(page), page
+        # The walk starts at the action (its time is the index condition), not at the newest.
+        assert any("created_at" in n.get("Index Cond", "") for n in nodes(page)), page
