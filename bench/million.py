@@ -311,8 +311,8 @@ def build(n: int, user) -> int:
         print(f"  descriptors: {timings['descriptors']:.1f}s")
         t = time.perf_counter()
         cur.execute(
-            "INSERT INTO embeddings_faceidentity (face_id, dataset_id, cluster, known) "
-            "SELECT f.id, %s, p.person, true FROM curator_face f JOIN curator_sourceimage img ON img.id = f.image_id "
+            "INSERT INTO embeddings_faceidentity (face_id, dataset_id, cluster, computed_cluster, known, name) "
+            "SELECT f.id, %s, p.person, p.person, true, 'p' || p.person FROM curator_face f JOIN curator_sourceimage img ON img.id = f.image_id "
             "JOIN bench_plan p ON img.sha256 = lpad(to_hex(p.i), 64, '0') WHERE f.dataset_id = %s",
             [dataset.pk, dataset.pk],
         )

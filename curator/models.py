@@ -252,7 +252,9 @@ class Face(models.Model):
     # No index of its own: every index in Meta.indexes starts with the dataset (one index less to
     # write on each relabel of a million-face dataset).
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="faces", db_index=False)
-    image = models.ForeignKey(SourceImage, on_delete=models.CASCADE, related_name="faces")
+    # No index of its own: unique_face_index (image, index) starts with the photo and serves every
+    # lookup by photo, and each index of this table costs a bulk relabel an entry per face changed.
+    image = models.ForeignKey(SourceImage, on_delete=models.CASCADE, related_name="faces", db_index=False)
     index = models.PositiveSmallIntegerField(default=0, help_text="Position of the face in its photo.")
     # Box in original pixel coordinates.
     box_left = models.IntegerField(default=0)
