@@ -71,3 +71,32 @@ def test_the_api_answers_the_nearest_faces(dataset, faces, bob_client, charlie_c
     none = bob_client.get(reverse("labeling-api-face-similar", args=[dataset.pk, faces[9].pk]))
     assert none.status_code == 409 and none.json()["error"]["code"] == "no_descriptor"
     assert charlie_client.get(url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_page_counts_the_dataset_once_for_its_descriptor_stamp_and_the_next_sees_new_faces(
+    dataset, faces, bob_client
+):
+    """The descriptor stamp (descriptor batches stored, faces in the dataset) is read once per GET
+    (embeddings.middleware): counting a million faces takes ~180 ms and a "more like this" page
+    asked for it seven times. A later request reads it again, so new descriptors are found."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    grid = reverse("labeling:grid", args=[dataset.pk])
+    with CaptureQueriesContext(connection) as queries:
+        page = bob_client.get(grid, {"similar_to": faces[0].pk, "sort": "distance"})
+    assert page.status_code == 200
+    stamp_counts = [
+        q["sql"]
+        for q in queries
+        if q["sql"].startswith('SELECT COUNT(*) AS "__count" FROM "curator_face" WHERE')
+        and '"curator_face"."dataset_id" = ' in q["sql"]
+        and " AND " not in q["sql"].split("WHERE", 1)[1]
+    ]
+    assert len(stamp_counts) == 1, stamp_counts
+
+    descriptors_store(faces[9:], vectors=far_apart_vectors(1, seed=3))
+    again = bob_client.get(grid, {"similar_to": faces[0].pk, "sort": "distance"})
+    assert len(again.context["faces"]) == 10
+    assert "searched among" not in again.content.decode()
