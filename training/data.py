@@ -6,6 +6,7 @@ hears about an impossible job at once instead of from a failed job minutes later
 import csv
 import io
 import random
+import re
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -178,11 +179,30 @@ def missing_crops(examples: list[Example]) -> list[str]:
     return [e.crop for e, ok in zip(examples, exists, strict=True) if not ok]
 
 
+# Words of the error of a file that vanished while a job streamed it. TensorFlow wraps what the
+# pipeline's reader raises in an error of its own, traceback included; the job's error is found
+# in it by these words (streamed_file_gone) and shown plainly.
+FILE_GONE = "is no longer in storage"
+
+
 def read_storage_file(path: str) -> bytes:
     """One file's bytes from the default storage (any backend): what the training pipeline's
     streams read each crop or chip with (training.engine.file_dataset)."""
-    with default_storage.open(path, "rb") as handle:
-        return handle.read()
+    try:
+        with default_storage.open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"The file {path} {FILE_GONE}: its face was deleted or aligned again while the job ran. "
+            "Start the job again."
+        ) from exc
+
+
+def streamed_file_gone(error: BaseException) -> str | None:
+    """read_storage_file's message about a vanished file, out of the error TensorFlow wrapped it
+    in; None when the error is about something else."""
+    found = re.search(rf"The file \S+ {FILE_GONE}[^\n]*?Start the job again\.", str(error))
+    return found.group(0) if found else None
 
 
 def read_crop_bytes(paths: list[str]) -> list[bytes]:

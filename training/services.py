@@ -29,6 +29,7 @@ from training.data import (
     read_crop_bytes,
     read_storage_file,
     snapshot_write,
+    streamed_file_gone,
     training_data_collect,
 )
 from training.models import Architecture, JobStatus, ModelVersion, Prediction, TrainingJob
@@ -279,7 +280,7 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
     except Exception as exc:
         logger.exception("training job %s failed", job.pk)
         reporter.log_text += traceback.format_exc()
-        error = f"{type(exc).__name__}: {exc}"
+        error = streamed_file_gone(exc) or f"{type(exc).__name__}: {exc}"
         if isinstance(exc, (OperationalError, InterfaceError)):
             error = f"The connection to the database was lost ({exc}); start the job again."
         _job_finish(job.pk, status=JobStatus.FAILED, reporter=reporter, error=error, timings=timings)

@@ -123,3 +123,28 @@ def test_finetune_chips_are_cut_once_into_lossless_files(dataset, training_faces
 
     monkeypatch.setattr(descriptors, "cut_chips", no_cutting)
     assert chip_files_for_faces(ids, dataset_id=dataset.pk) == files
+
+
+def test_a_file_gone_while_streaming_fails_with_a_plain_message(fixture_faces):
+    """A crop deleted (its face aligned again, say) after the job checked its files: the error
+    TensorFlow raises from the reader thread carries read_storage_file's message, and the job's
+    error is that message alone (training.services), not TensorFlow's traceback."""
+    import tensorflow as tf
+
+    from training import engine
+    from training.data import streamed_file_gone
+
+    crops = stored_crops(fixture_faces, 4)
+    default_storage.delete(crops[2])
+    ds = engine.image_dataset(
+        crops, np.zeros(len(crops), np.int64), read=read_storage_file, size=32, batch_size=2, shuffle=False, seed=SEED
+    )
+    with pytest.raises(tf.errors.OpError) as raised:
+        for _ in ds:
+            pass
+    message = streamed_file_gone(raised.value)
+    assert message == (
+        f"The file {crops[2]} is no longer in storage: its face was deleted or aligned again while the job ran. "
+        "Start the job again."
+    )
+    assert streamed_file_gone(ValueError("something else")) is None
