@@ -20,7 +20,7 @@ from django.utils import timezone
 from curator.models import Dataset
 from embeddings import selectors
 from embeddings.duplicates import Evidence, complete_linkage_groups, pair_evidence
-from embeddings.maps import HEARTBEAT_SECONDS, current_stamp
+from embeddings.maps import HEARTBEAT_SECONDS, current_stamp, stamped_job_queue, stamped_job_step
 from embeddings.models import DuplicateGroups
 
 logger = logging.getLogger(__name__)
@@ -41,18 +41,9 @@ def duplicates_request(*, dataset_id: int, again: bool = False) -> DuplicateGrou
                 return row  # underway (a second click does not queue a second computation)
         elif row.stamp == target and row.status == DuplicateGroups.SUCCEEDED and not again:
             return row
-        row.status, row.target_stamp, row.error = DuplicateGroups.QUEUED, target, ""
-        row.step = "waiting for a worker of the embed queue"
-        row.started_at = row.finished_at = row.heartbeat_at = None
-        row.save()
+        stamped_job_queue(row, target)
         transaction.on_commit(lambda: duplicate_tasks.duplicates_compute.delay(row.pk))
     return row
-
-
-def _step(row: DuplicateGroups, text: str) -> None:
-    now = timezone.now()
-    DuplicateGroups.objects.filter(pk=row.pk, status=DuplicateGroups.RUNNING).update(step=text, heartbeat_at=now)
-    row.step, row.heartbeat_at = text, now
 
 
 def duplicates_compute(*, job_id: int) -> None:
@@ -69,7 +60,7 @@ def duplicates_compute(*, job_id: int) -> None:
     try:
         started = time.monotonic()
         records = selectors.duplicate_records(dataset=row.dataset)
-        _step(row, f"comparing {len(records)} faces")
+        stamped_job_step(row, f"comparing {len(records)} faces")
         # The neighbour graph reports nothing while it is built: a thread computes, this one
         # keeps the heartbeat fresh so the stale-job sweep does not fail a big dataset's groups.
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -47,17 +47,24 @@ def derived_request(*, dataset_id: int) -> DatasetMap:
             return row
         if row.target_stamp == target and row.status in (DatasetMap.QUEUED, DatasetMap.RUNNING):
             return row
-        row.status, row.target_stamp, row.error = DatasetMap.QUEUED, target, ""
-        row.step = "waiting for a worker of the embed queue"
-        row.started_at = row.finished_at = row.heartbeat_at = None
-        row.save()
+        stamped_job_queue(row, target)
         transaction.on_commit(lambda: map_tasks.map_compute.delay(row.pk))
     return row
 
 
-def _step(row: DatasetMap, text: str) -> None:
+def stamped_job_queue(row, target: str) -> None:
+    """Set a stored result of the embed queue (DatasetMap, DuplicateGroups: a BackgroundJob with
+    `stamp`, `target_stamp` and `step`) to be computed again for the descriptors at `target`."""
+    row.status, row.target_stamp, row.error = row.QUEUED, target, ""
+    row.step = "waiting for a worker of the embed queue"
+    row.started_at = row.finished_at = row.heartbeat_at = None
+    row.save()
+
+
+def stamped_job_step(row, text: str) -> None:
+    """What a running stored result is doing now, with a heartbeat (see stamped_job_queue)."""
     now = timezone.now()
-    DatasetMap.objects.filter(pk=row.pk, status=DatasetMap.RUNNING).update(step=text, heartbeat_at=now)
+    type(row).objects.filter(pk=row.pk, status=row.RUNNING).update(step=text, heartbeat_at=now)
     row.step, row.heartbeat_at = text, now
 
 
@@ -73,7 +80,7 @@ def map_compute(*, map_id: int) -> None:
     row = DatasetMap.objects.select_related("dataset").get(pk=map_id)
     try:
         ids, vectors = selectors.dataset_vectors(dataset=row.dataset)
-        _step(row, f"projecting {len(ids)} faces (PCA + t-SNE)")
+        stamped_job_step(row, f"projecting {len(ids)} faces (PCA + t-SNE)")
         started = time.monotonic()
         # t-SNE reports nothing while it runs: a thread computes, this one keeps the heartbeat
         # fresh so the stale-job sweep does not fail a long map of a big dataset.
@@ -86,7 +93,7 @@ def map_compute(*, map_id: int) -> None:
                 except TimeoutError:
                     row.heartbeat()
         seconds = time.monotonic() - started
-        _step(row, "scoring uniqueness")
+        stamped_job_step(row, "scoring uniqueness")
         scores = uniqueness.uniqueness_scores(vectors)
         uniqueness.uniqueness_store(dataset=row.dataset, ids=ids, scores=scores)
         DatasetMap.objects.filter(pk=row.pk).update(
