@@ -120,6 +120,8 @@ def test_the_revert_preview_reads_the_actions_events_by_index(alice, dataset, fa
 
 # --- The prediction filters (training/filters.py) ---------------------------------------------------
 
+PREDICTION_INDEXES = {"prediction_version_label_conf", "prediction_version_conf", "prediction_version_disagrees"}
+
 
 @pytest.fixture
 def predicted(dataset, faces):
@@ -152,7 +154,11 @@ def test_a_confidence_sort_walks_the_predictions_index_in_the_grid_order(dataset
     assert not flt.errors, flt.errors
     assert flt.model_version == predicted
     page = plan(flt.queryset.values("pk")[:120])
-    assert index in indexes_of(page), page
+    # `index` is the one made for this filter; on 30 faces the planner may as well walk the
+    # version's confidence index and filter on the way (both give the grid's order; which one it
+    # prices lower depends on the table statistics of the moment). What must hold: a prediction
+    # index in confidence order, and no sort.
+    assert indexes_of(page) & {index, "prediction_version_conf"}, page
     assert not sorts_of(page), page  # the index gives the order (ties by face id): one page is read
 
 
@@ -171,10 +177,14 @@ def test_prediction_filter_counts_read_the_predictions_index_alone(dataset, face
     flt = filters.face_filter(dataset=dataset, params=params)
     assert not flt.errors, flt.errors
     count = plan(flt.matching.order_by().values("pk"), hash_joins=True)  # .count() drops the order
-    # The predictions' side is read from the filter's index (an index-only scan once autovacuum
-    # has marked the pages all-visible: face_id is the index's last column; not inside a test's
-    # transaction, so not asserted), hashed and joined to the dataset's faces.
-    assert index in indexes_of(count), count
+    # The predictions' side is read from one of the version's indexes (an index-only scan once
+    # autovacuum has marked the pages all-visible: face_id is each index's last column; not inside
+    # a test's transaction, so not asserted), hashed and joined to the dataset's faces. Which of
+    # them the planner prices lowest on 30 faces depends on the statistics of the moment (`index`
+    # is the one made for the filter, the one it takes at a million); the keys have no index of
+    # their own to fall back on.
+    assert indexes_of(count) & PREDICTION_INDEXES, count
+    assert not indexes_of(count) & {"unique_prediction"}, count
 
 
 def test_a_keyset_page_sorted_by_confidence_walks_the_prediction_index_from_the_face_it_continues(
