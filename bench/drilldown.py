@@ -21,14 +21,13 @@ import json
 import re
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from support import bench_django_setup, bench_environment  # noqa: E402 (bench/, beside this script)
+from support import bench_django_setup, bench_environment, timed_get  # noqa: E402 (bench/, beside this script)
 
 bench_environment("postgres://postgres@127.0.0.1:5432/curator_bench_drill")
 import grid  # noqa: E402 (bench/grid.py: the synthetic dataset)
@@ -36,13 +35,9 @@ import grid  # noqa: E402 (bench/grid.py: the synthetic dataset)
 LINK = re.compile(r'<g id="([^"]+)">\s*<a xlink:href="([^"]+)"')
 
 
-def timed(client, url: str) -> tuple[float, str]:
-    t = time.perf_counter()
-    response = client.get(url)
-    ms = (time.perf_counter() - t) * 1000
-    if response.status_code != 200:
-        raise SystemExit(f"{url}: HTTP {response.status_code}")
-    return ms, response.content.decode()
+def timed_page(client, url: str) -> tuple[float, str]:
+    ms, body = timed_get(client, url)
+    return ms, body.decode()
 
 
 def main() -> None:
@@ -65,8 +60,8 @@ def main() -> None:
     client.force_login(user)
 
     cache.clear()
-    cold, body = timed(client, f"/training/versions/{version.pk}/")
-    warm = statistics.median(timed(client, f"/training/versions/{version.pk}/")[0] for _ in range(args.repeat))
+    cold, body = timed_page(client, f"/training/versions/{version.pk}/")
+    warm = statistics.median(timed_get(client, f"/training/versions/{version.pk}/")[0] for _ in range(args.repeat))
     print(f"version page: cold {cold:.0f} ms (plots drawn), warm {warm:.0f} ms ({metrics['n_test']} test faces)")
     links = {gid: html.unescape(url) for gid, url in LINK.findall(body)}
 
@@ -82,7 +77,7 @@ def main() -> None:
             expected[f"slice-{kind}-{r['value']}"] = r["n"]
 
     cache.clear()
-    cold_curation, body = timed(client, f"/labeling/{dataset.pk}/curate/")
+    cold_curation, body = timed_page(client, f"/labeling/{dataset.pk}/curate/")
     print(f"curation page: cold {cold_curation:.0f} ms (histograms binned and drawn)")
     sharpness = next(h for h in quality_histogram_counts(dataset=dataset) if h["metric"] == "sharpness")
     for gid, url in LINK.findall(body):
@@ -95,10 +90,10 @@ def main() -> None:
     print(f"\ngrid pages opened by {len(expected)} links ({args.repeat} timed requests each, ms):")
     for gid, n in expected.items():
         url = links[gid]
-        _, page = timed(client, url)  # warm-up
+        _, page = timed_page(client, url)  # warm-up
         total = int(re.search(r'id="grid"[^>]*?data-total="(\d+)"', page, re.S).group(1))
         mismatches += total != n
-        runs = [timed(client, url)[0] for _ in range(args.repeat)]
+        runs = [timed_get(client, url)[0] for _ in range(args.repeat)]
         times += runs
         print(f"  {gid:36s} p50 {statistics.median(runs):7.1f}  ({total} faces, figure says {n})")
 

@@ -17,7 +17,6 @@ import io
 import json
 import statistics
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -25,19 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from support import bench_django_setup, bench_environment  # noqa: E402 (bench/, beside this script)
+from support import bench_django_setup, bench_environment, timed_get  # noqa: E402 (bench/, beside this script)
 
 bench_environment("postgres://postgres@127.0.0.1:5432/curator_bench_modelcard")
 import grid  # noqa: E402 (bench/grid.py: the synthetic dataset)
-
-
-def timed(client, url: str) -> tuple[float, bytes]:
-    t = time.perf_counter()
-    response = client.get(url)
-    ms = (time.perf_counter() - t) * 1000
-    if response.status_code != 200:
-        raise SystemExit(f"{url}: HTTP {response.status_code}")
-    return ms, response.content
 
 
 def main() -> None:
@@ -57,15 +47,15 @@ def main() -> None:
     client.force_login(user)
 
     cache.clear()
-    cold, _ = timed(client, f"/training/versions/{version.pk}/model-card.zip")
+    cold, _ = timed_get(client, f"/training/versions/{version.pk}/model-card.zip")
     print(f"zip cold (plots drawn): {cold:.0f} ms")
     results = {}
     for name, url in (
         ("zip", f"/training/versions/{version.pk}/model-card.zip"),
         ("md", f"/training/versions/{version.pk}/model-card.md"),
     ):
-        _, body = timed(client, url)  # warm-up: the zip's plots are cached from here on
-        runs = [timed(client, url)[0] for _ in range(args.repeat)]
+        _, body = timed_get(client, url)  # warm-up: the zip's plots are cached from here on
+        runs = [timed_get(client, url)[0] for _ in range(args.repeat)]
         results[name] = (statistics.median(runs), body)
         print(f"{name}: p50 {statistics.median(runs):.0f} ms over {args.repeat} downloads, {len(body)} bytes")
 

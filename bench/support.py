@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from postgres_admin import ensure_database  # bench/, beside this module
@@ -56,3 +57,14 @@ def bench_django_setup() -> None:
     # DEBUG=1 only picked the plain static storage at import; timing runs without query logging.
     settings.DEBUG = False
     call_command("migrate", verbosity=0)
+
+
+def timed_get(client, url: str) -> tuple[float, bytes]:
+    """(milliseconds, body) of one GET through a Django test client; any answer but 200 ends the
+    bench with the URL and the status."""
+    t = time.perf_counter()
+    response = client.get(url)
+    ms = (time.perf_counter() - t) * 1000
+    if response.status_code != 200:
+        raise SystemExit(f"{url}: HTTP {response.status_code}")
+    return ms, response.content
