@@ -468,9 +468,10 @@ def fit_finetune(
     C by cross-validation. Then the top stages and the head are trained
     together at a low learning rate on augmented chips, with early stopping on the validation
     split. Last, the test-time augmentation is chosen on the validation split (config "tta":
-    auto) among embeddings.network.tta.MODES. The chips are storage paths of their PNG files,
+    auto) among embeddings.network.tta.MODES: the cheapest, unless a costlier one's gain there beats
+    its noise (tta_choose). The chips are storage paths of their PNG files,
     read through `read` (see file_dataset)."""
-    from embeddings.network.tta import MODES
+    from embeddings.network.tta import MODES, tta_choose
 
     seed = int(config.get("seed", 0))
     keras.utils.set_random_seed(seed)
@@ -522,37 +523,37 @@ def fit_finetune(
     val_batches = chip_batches(
         val_chips, val_labels, read=read, size=size, batch_size=TTA_CHIPS, shuffle=False, seed=seed
     )
-    accuracies = tta_accuracies(model, val_batches.prefetch(PREFETCH_BATCHES), len(val_labels), MODES)
+    right = tta_correct(model, val_batches.prefetch(PREFETCH_BATCHES), MODES)
+    accuracies = {mode: float(r.mean()) for mode, r in right.items()}
     result.choice["tta_val_accuracy"] = {mode: round(a, 4) for mode, a in accuracies.items()}
-    # Ties go to the cheaper mode (MODES is cheapest first).
-    result.choice["tta"] = (
-        max(MODES, key=lambda m: (round(accuracies[m], 4), -MODES.index(m))) if wanted == "auto" else wanted
-    )
+    result.choice["tta"] = tta_choose(right) if wanted == "auto" else wanted
     reporter.log(
         "Test-time augmentation on the validation split: "
         + ", ".join(f"{mode} {a:.4f}" for mode, a in accuracies.items())
-        + f"; serving with {result.choice['tta']}."
+        + f"; serving with {result.choice['tta']}"
+        + (" (a costlier mode only when its gain beats the paired difference's noise)." if wanted == "auto" else ".")
     )
     return result
 
 
-TTA_CHIPS = 256  # validation chips per step of tta_accuracies (times each mode's views)
+TTA_CHIPS = 256  # validation chips per step of tta_correct (times each mode's views)
 
 
-def tta_accuracies(model, batches, n: int, modes) -> dict[str, float]:
-    """Accuracy of each test-time augmentation mode over (uint8 chips, labels) batches, one pass
-    over the files for all modes: a chip's probabilities are the mean over its views."""
+def tta_correct(model, batches, modes) -> dict[str, np.ndarray]:
+    """Per chip, whether each test-time augmentation mode gets it right, over (uint8 chips, labels)
+    batches, one pass over the files for all modes: a chip's probabilities are the mean over its
+    views. Bool arrays in the batches' order (embeddings.network.tta.tta_choose pairs them)."""
     from embeddings.network.tta import tta_views
 
-    correct = dict.fromkeys(modes, 0)
+    right: dict[str, list[np.ndarray]] = {mode: [] for mode in modes}
     for chips, labels in batches:
         chips, labels = chips.numpy(), labels.numpy()
         for mode in modes:
             views = tta_views(chips, mode)
             flat = views.reshape(-1, *views.shape[2:]).astype(np.float32)
             probabilities = model.predict(flat, batch_size=64, verbose=0).reshape(len(views), len(chips), -1)
-            correct[mode] += int((probabilities.mean(axis=0).argmax(axis=1) == labels).sum())
-    return {mode: correct[mode] / n for mode in modes}
+            right[mode].append(probabilities.mean(axis=0).argmax(axis=1) == labels)
+    return {mode: np.concatenate(parts) if parts else np.zeros(0, dtype=bool) for mode, parts in right.items()}
 
 
 # --- Fitting -------------------------------------------------------------------------------------

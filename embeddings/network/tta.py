@@ -3,6 +3,7 @@ on, whose probabilities are averaged. Numpy and OpenCV only, so training (to cho
 the validation split) and serving (onnxruntime, no TensorFlow) cut exactly the same views.
 
     views = tta_views(chips, "mirror+jitter")   # [V, N, 150, 150, 3] uint8
+    mode = tta_choose({"none": right_none, "mirror": right_mirror, ...})  # per-chip correctness
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 MODES = ("none", "mirror", "mirror+jitter")
 # Jitters of scale the detector's box varies by between photos of one face: 4 % in and out.
 ZOOMS = (1.04, 1 / 1.04)
+# A costlier mode serves only when its validation gain is this many standard errors (about 95 %).
+PAYS_Z = 2.0
 
 
 def view_count(mode: str) -> int:
@@ -38,3 +41,20 @@ def tta_views(chips: np.ndarray, mode: str) -> np.ndarray:
     if mode != "none":
         views += [v[:, :, ::-1] for v in list(views)]
     return np.ascontiguousarray(np.stack(views))
+
+
+def tta_choose(right: dict[str, np.ndarray]) -> str:
+    """The mode to serve with, from each mode's per-chip correctness on the validation split (bool
+    arrays over the same chips, keys among MODES). A costlier mode must pay for its extra views: it
+    replaces the mode chosen so far only when the chips it gets right and that one got wrong outnumber
+    the reverse by more than PAYS_Z standard errors of that paired difference (sqrt of the chips where
+    the two disagree: McNemar's sign test). A gain of a chip or two on a few hundred faces is noise,
+    and every prediction would pay for it (each view costs as much as a descriptor)."""
+    modes = [mode for mode in MODES if mode in right]
+    chosen = modes[0]
+    for mode in modes[1:]:
+        wins = int(np.sum(right[mode] & ~right[chosen]))
+        losses = int(np.sum(right[chosen] & ~right[mode]))
+        if wins - losses > PAYS_Z * np.sqrt(wins + losses):
+            chosen = mode
+    return chosen

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embeddings.descriptors import chips_for_faces
-from embeddings.network.tta import MODES, tta_views, view_count
+from embeddings.network.tta import MODES, tta_choose, tta_views, view_count
 from tests.training.predict_support import photo_640x480
 from training import inference, services
 from training.config import ConfigError, config_build
@@ -109,6 +109,22 @@ def test_tta_views_are_what_each_mode_says():
     np.testing.assert_array_equal(jittered[4], jittered[1][:, :, ::-1])
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
         tta_views(chips, "sideways")
+
+
+def test_a_costlier_tta_mode_is_served_only_when_its_gain_beats_the_noise():
+    def right(wrong: int, n: int = 400) -> np.ndarray:
+        return np.arange(n) >= wrong  # the first `wrong` chips missed
+
+    # Two chips more out of 400 (wins 2, losses 0: not above 2 sqrt(2)) is noise: the cheapest mode serves.
+    assert tta_choose({"none": right(40), "mirror": right(38), "mirror+jitter": right(38)}) == "none"
+    # Twelve more is not: mirror serves; jitter's one more chip than mirror does not pay for four more views.
+    assert tta_choose({"none": right(40), "mirror": right(28), "mirror+jitter": right(27)}) == "mirror"
+    assert tta_choose({"none": right(40), "mirror": right(39), "mirror+jitter": right(20)}) == "mirror+jitter"
+    # Counted per chip, not by the totals: a mode that fixes 10 chips and breaks 10 others gains nothing.
+    base = right(40)
+    swapped = base.copy()
+    swapped[:10], swapped[100:110] = True, False
+    assert tta_choose({"none": base, "mirror": swapped}) == "none"
 
 
 def test_cancel_during_training_keeps_the_best_epoch_when_asked(transactional_db, dataset, alice, training_faces):
