@@ -38,6 +38,16 @@ def align_chunk(job_id: int, image_ids: list[int]) -> int:
     return processed
 
 
+@shared_task(**RETRIED_TASK)
+def dataset_files_delete(dataset_id: int) -> int:
+    """Delete the files of a deleted dataset (queued by the delete page); safe to run twice."""
+    from curator.services.datasets import dataset_files_delete as delete
+
+    deleted = delete(dataset_id=dataset_id)
+    logger.info("dataset %s: %d files deleted", dataset_id, deleted)
+    return deleted
+
+
 @shared_task(ignore_result=True)
 def jobs_sweep_stale() -> dict[str, int]:
     """Resume or fail every background job whose worker stopped reporting (scheduled by Celery

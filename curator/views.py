@@ -282,8 +282,12 @@ def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
         messages.error(request, "Type the dataset's name to confirm deletion.")
         return redirect("curator:dataset_detail", dataset_id=dataset.pk)
     name = dataset.name
-    datasets.dataset_delete(dataset=dataset)
-    messages.success(request, f"Dataset “{name}” and its files were deleted.")
+    if datasets.dataset_delete(dataset=dataset, files_on_worker=True):
+        messages.success(request, f"Dataset “{name}” was deleted; a worker is deleting its files.")
+    else:
+        messages.warning(
+            request, f"Dataset “{name}” was deleted; its files will be deleted by the next periodic clean-up."
+        )
     return redirect("curator:dataset_list")
 
 

@@ -15,6 +15,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_until(condition, timeout: float = 120, what: str = "", worker: CeleryProcess | None = None):
+    """condition()'s first true value, checked every 0.2 s; after `timeout` s an AssertionError
+    with the worker's last log lines. The timeout is a generous bound on an event, not a pause."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    log = worker.output()[-3000:] if worker else ""
+    raise AssertionError(f"timed out waiting for {what}\n{log}")
+
+
 class CeleryProcess:
     """`celery -A curator <args>` run from the repository root with `env` (default: this process's
     environment), its output in `log_path`, in its own process group so that stop() and kill()

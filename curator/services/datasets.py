@@ -1,6 +1,7 @@
 """Create and delete datasets."""
 
 import contextlib
+import logging
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -9,6 +10,8 @@ from django.db import models, transaction
 
 from curator.models import Dataset, Membership, default_classes
 from curator.storage import storage_walk
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -24,18 +27,43 @@ def dataset_create(*, user: AbstractBaseUser | None, name: str, classes: list[st
     return dataset
 
 
-def dataset_delete(*, dataset: Dataset) -> None:
-    """Delete the dataset's rows, then its files (originals, crops, models, exports)."""
-    prefix = f"datasets/{dataset.pk}"
+def dataset_delete(*, dataset: Dataset, files_on_worker: bool = False) -> bool:
+    """Delete the dataset's rows, then its files (originals, crops, chips, models, exports).
+
+    With files_on_worker (the web pages), the files are left to a task on the `align` queue once the
+    rows are gone: a million faces are a million crops and chips, minutes of deletes on object
+    storage, longer than a web request may take. Returns whether the files are gone or queued; False
+    when the task could not be queued (the broker is down): the periodic clean-up deletes the files
+    of a deleted dataset then (curator.services.storage_cleanup), so nothing is left for good."""
+    dataset_id = dataset.pk
     with transaction.atomic():
         # Lock the row first: a job storing a model version holds this lock while it writes its
         # files and rows (training.services.model_version_register), so the deletion below sees
         # that version and the walk after it finds its files; a job that asks after this commit
         # finds the dataset gone and stores nothing. Files that still arrive (a worker that never
         # checks) are removed by the periodic sweep (curator.services.storage_cleanup).
-        Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+        Dataset.objects.select_for_update().filter(pk=dataset_id).first()
         _dataset_rows_delete(dataset=dataset)
-    _delete_storage_tree(prefix)
+    if not files_on_worker:
+        dataset_files_delete(dataset_id=dataset_id)
+        return True
+    from curator.tasks import dataset_files_delete as task
+
+    try:
+        task.delay(dataset_id)
+    except Exception:  # the broker: the rows are gone, the files wait for the sweep
+        logger.exception("could not queue the deletion of dataset %s's files; the periodic clean-up will", dataset_id)
+        return False
+    return True
+
+
+def dataset_files_delete(*, dataset_id: int) -> int:
+    """Delete every file under `datasets/<id>/` of a dataset that no longer exists; returns how many.
+    Refuses (deletes nothing) while a dataset with that id exists."""
+    if Dataset.objects.filter(pk=dataset_id).exists():
+        logger.warning("dataset %s exists: its files are not deleted", dataset_id)
+        return 0
+    return _delete_storage_tree(f"datasets/{dataset_id}")
 
 
 def _dataset_rows_delete(*, dataset: Dataset) -> None:
@@ -76,12 +104,15 @@ def _cascade_raw_delete(model: type[models.Model], path: str, dataset_id: int, *
     return True
 
 
-def _delete_storage_tree(prefix: str) -> None:
+def _delete_storage_tree(prefix: str) -> int:
+    deleted = 0
     for name in storage_walk(prefix, with_folders=True):
         if not name.endswith("/"):
             default_storage.delete(name)
+            deleted += 1
             continue
         # A folder comes after everything in it, so a file system storage removes it, emptied by
         # now (an object store has no folders and ignores it).
         with contextlib.suppress(OSError):
             default_storage.delete(name)
+    return deleted

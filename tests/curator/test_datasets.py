@@ -1,8 +1,6 @@
 """Creating, seeing and deleting datasets, and who may do each."""
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 
 from curator.models import Dataset, Membership
 
@@ -82,16 +80,6 @@ def test_the_dataset_page_is_for_its_members_only(alice_client, bob_client, data
 def test_staff_see_every_dataset(client, admin_user, dataset):
     client.force_login(admin_user)
     assert client.get(f"/datasets/{dataset.pk}/").status_code == 200
-
-
-def test_deleting_a_dataset_removes_its_files(alice_client, dataset, media_root):
-    path = default_storage.save(f"datasets/{dataset.pk}/originals/ab/abc.jpg", ContentFile(b"x"))
-    (media_root / f"datasets/{dataset.pk}/faces/001").mkdir(parents=True)  # emptied by an earlier clean-up
-    response = alice_client.post(f"/datasets/{dataset.pk}/delete/", {"confirm_name": "faces"})
-    assert response.status_code == 302
-    assert not Dataset.objects.exists()
-    assert not default_storage.exists(path)
-    assert not (media_root / f"datasets/{dataset.pk}").exists()  # its folders too, on a file system
 
 
 def test_deleting_needs_the_name_typed(alice_client, dataset):

@@ -2,7 +2,6 @@
 the import still reads files, chunk sizes adapt to the job, and a lost import or an abandoned
 upload never leaves a job running or a batch importing for ever."""
 
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from curator.services import imports
 from curator.services.alignment import alignment_chunk_process, chunk_sizes
 from curator.services.imports import source_image_add
 from curator.services.jobs import jobs_sweep_stale
+from tests.celery_worker import wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faces"
 
@@ -27,17 +27,6 @@ def fixture_photos(n: int | None = None) -> list[Path]:
 def post_files(client, url: str, paths: list[Path], **extra):
     payload = [SimpleUploadedFile(p.name, p.read_bytes()) for p in paths]
     return client.post(url, {"files": payload, **extra}, **({"HTTP_ACCEPT": "application/json"} if extra else {}))
-
-
-def wait_until(condition, timeout: float = 120, what: str = "", worker=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    log = worker.output()[-3000:] if worker else ""
-    raise AssertionError(f"timed out waiting for {what}\n{log}")
 
 
 def makespan(sizes: list[int], workers: int) -> list[int]:
