@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from curator.models import AlignmentJob, Dataset, Face, ImportBatch, ImportIssue, Membership, SourceImage
 from curator.permissions import can_curate
@@ -47,7 +47,10 @@ class DatasetAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj: Dataset) -> None:
         """The delete page's way (curator.services.datasets): rows table by table in SQL, files by a
         worker, instead of Django's cascade, which reads every face into Python first."""
-        dataset_delete(dataset=obj, files_on_worker=True)
+        if not dataset_delete(dataset=obj, files_on_worker=True):
+            self.message_user(
+                request, "Its files will be deleted by the next periodic clean-up (no broker).", messages.WARNING
+            )
 
     def get_deleted_objects(self, objs, request):
         """Counts instead of Django's list of every related row (a million faces would be read and
