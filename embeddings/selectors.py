@@ -283,6 +283,20 @@ def face_identities(*, face_ids) -> dict[int, int]:
     return dict(FaceIdentity.objects.filter(face_id__in=list(face_ids)).values_list("face_id", "cluster"))
 
 
+def identity_clusters_vouched_for(*, face_ids) -> set[int]:
+    """The clusters of these faces that rest on more than the descriptors: a face in it is named by
+    its photo's metadata (known), or the curators' decisions moved a face into or out of it (its
+    cluster differs from the computed one)."""
+    from django.db.models import F, Q
+
+    from embeddings.models import FaceIdentity
+
+    rows = FaceIdentity.objects.filter(face_id__in=list(face_ids)).filter(
+        Q(known=True) | ~Q(cluster=F("computed_cluster"))
+    )
+    return set(rows.values_list("cluster", flat=True))
+
+
 def identity_leakage(*, train_ids, test_ids) -> dict:
     """How many test faces share an identity cluster with a training face: {"test": n, "leaked":
     m, "clustered": test faces that have a cluster at all}."""

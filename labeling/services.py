@@ -949,7 +949,8 @@ def _split_targets(
     manual = {
         fid for fid, m in Face.objects.filter(dataset=dataset, split_manual=True).values_list("id", "split_manual")
     }
-    groups = face_groups_for_split(dataset=dataset, face_ids=set(eligible), duplicate_distance=duplicate_distance)
+    grouping = face_groups_for_split(dataset=dataset, face_ids=set(eligible), duplicate_distance=duplicate_distance)
+    groups = grouping.groups
     names = ("train", "val", "test")
     targets: dict[int, dict] = {}
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(names, 0))
@@ -983,6 +984,8 @@ def _split_targets(
         if f not in targets and f not in manual and f not in eligible and row.split:
             targets[f] = {"split": ""}
     params = {"seed": seed, "ratios": list(shares), "duplicate_distance": duplicate_distance}
+    if grouping.clusters_not_kept:
+        params["identity_clusters_not_kept"] = grouping.clusters_not_kept
     # Faces already on their side do not change (and are not counted as moved).
     targets = {f: t for f, t in targets.items() if all_rows[f].split != t["split"]}
     return targets, params

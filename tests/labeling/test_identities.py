@@ -202,10 +202,14 @@ def test_a_split_named_identity_may_land_on_both_sides(alice, dataset):
     faces = make_faces(dataset, 2, metadata=[{"identity": "Bo"}, {"identity": "Bo"}])
     descriptors_store(faces)
     identity_clusters_update(dataset_id=dataset.pk)
-    groups = selectors.face_groups_for_split(dataset=dataset, face_ids={f.pk for f in faces}, duplicate_distance=0)
+    groups = selectors.face_groups_for_split(
+        dataset=dataset, face_ids={f.pk for f in faces}, duplicate_distance=0
+    ).groups
     assert len(groups) == 1
     services.identities_split(user=alice, dataset=dataset, cluster=cluster_of(faces[0]), faces=[faces[1].pk])
-    groups = selectors.face_groups_for_split(dataset=dataset, face_ids={f.pk for f in faces}, duplicate_distance=0)
+    groups = selectors.face_groups_for_split(
+        dataset=dataset, face_ids={f.pk for f in faces}, duplicate_distance=0
+    ).groups
     assert len(groups) == 2
 
 
@@ -286,3 +290,36 @@ def test_a_cluster_number_too_big_for_the_database_is_a_message_not_a_500(alice_
     assert response.status_code == 302
     split = alice_client.post(f"/labeling/{dataset.pk}/identities/99999999999999999999999/split/", {"face": ["1"]})
     assert split.status_code == 302 and not IdentityDecision.objects.exists()
+
+
+def test_an_implausibly_large_computed_cluster_is_not_kept_whole_by_splits(alice, dataset, monkeypatch):
+    """Chinese whispers can chain many different people into one cluster (on the dev set: 320
+    children). A cluster from the descriptors alone larger than SPLIT_CLUSTER_FLOOR (4 here) and 1 %
+    of the faces is not one group; the action says so. A cluster of the same size that the photos
+    name, or that a curator merged, stays whole."""
+    monkeypatch.setattr(selectors, "SPLIT_CLUSTER_FLOOR", 4)
+    sizes = [12, 6, 3, 3, 1, 1, 1, 1]  # the chained cluster, the named person, two people merged
+    n = sum(sizes)
+    metadata = [{}] * 12 + [{"identity": "Ann_Lee"}] * 6 + [{}] * 10
+    faces = make_faces(dataset, n, labels=["female", "male"], metadata=metadata)
+    descriptors_store(faces, vectors=person_vectors(sizes))
+    identity_clusters_update(dataset_id=dataset.pk)
+    chained, named, merged = faces[:12], faces[12:18], faces[18:24]
+    services.identities_merge(user=alice, dataset=dataset, clusters={cluster_of(merged[0]), cluster_of(merged[3])})
+
+    grouping = selectors.face_groups_for_split(dataset=dataset, face_ids={f.pk for f in faces}, duplicate_distance=0)
+    group_of = {f: tuple(g) for g in grouping.groups for f in g}
+    assert len({group_of[f.pk] for f in chained}) == 12  # each face on its own
+    assert len({group_of[f.pk] for f in named}) == 1
+    assert len({group_of[f.pk] for f in merged}) == 1
+    assert grouping.clusters_not_kept == [12]
+    action = services.splits_assign(user=alice, dataset=dataset, seed=0)
+    assert action.params["identity_clusters_not_kept"] == [12]
+    assert "too large to be one person not kept whole (12 faces)" in selectors.action_params_words(action)
+
+    # Under the cap (the default floor of 20 faces) the same cluster is one group again.
+    monkeypatch.setattr(selectors, "SPLIT_CLUSTER_FLOOR", 20)
+    grouping = selectors.face_groups_for_split(dataset=dataset, face_ids={f.pk for f in faces}, duplicate_distance=0)
+    assert grouping.clusters_not_kept == []
+    assert len({f for g in grouping.groups for f in g if f in {c.pk for c in chained}}) == 12
+    assert any({c.pk for c in chained} <= set(g) for g in grouping.groups)
