@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -506,16 +506,6 @@ def duplicate_groups(*, dataset: Dataset) -> list[dict]:
     return out
 
 
-# A computed identity cluster (descriptors only) larger than this share of the faces being split,
-# and than SPLIT_CLUSTER_FLOOR faces, is not kept whole. Chinese whispers chains faces that dlib's
-# network places close together without being one person: on the dev set's UTKFace crops (almost
-# every face a different person) it made seven clusters of 125-353 faces (one of 320 children,
-# median age 4); dealt whole, three of them made 836 of the 1,031 test faces, and test accuracy fell
-# to 0.80-0.84 while validation said 0.97. One group of 1 % moves a 15 % test split by about 7 %.
-SPLIT_CLUSTER_SHARE = 0.01
-SPLIT_CLUSTER_FLOOR = 20
-
-
 @dataclass
 class SplitGroups:
     groups: list[list[int]]  # sorted by first id
@@ -528,19 +518,14 @@ def face_groups_for_split(*, dataset: Dataset, face_ids: set[int], duplicate_dis
     or dlib's Chinese whispers on the descriptors) and near-duplicates (embeddings.duplicates,
     region hashes within `duplicate_distance` bits). Chained on purpose: here a group is
     everything that must not straddle splits. A cluster computed from the descriptors alone that
-    is implausibly large (SPLIT_CLUSTER_SHARE) is not kept whole: its faces keep only their other
-    ties (photo, metadata name, duplicates); a named or curator-corrected cluster always is."""
+    is implausibly large is not kept whole (embeddings.selectors.face_people): its faces keep only
+    their other ties (photo, metadata name, duplicates); a named or curator-corrected cluster always is."""
     from embeddings.duplicates import pair_evidence
-    from embeddings.selectors import duplicate_records, face_identities, identity_clusters_vouched_for
+    from embeddings.selectors import duplicate_records, face_people
 
     rows = list(Face.objects.filter(pk__in=face_ids).values_list("id", "image_id", "image__metadata__identity"))
-    clusters = face_identities(face_ids=face_ids)
-    sizes = Counter(clusters.values())
-    cap = max(SPLIT_CLUSTER_FLOOR, SPLIT_CLUSTER_SHARE * len(face_ids))
-    too_large = {c for c, n in sizes.items() if n > cap}
-    if too_large:
-        too_large -= identity_clusters_vouched_for(face_ids=[f for f, c in clusters.items() if c in too_large])
-        clusters = {f: c for f, c in clusters.items() if c not in too_large}
+    people = face_people(face_ids=face_ids)
+    clusters = people.clusters
     pairs: list[tuple[int, int]] = []
     by_key: dict[tuple, int] = {}
     for face_id, image_id, identity in rows:
@@ -560,7 +545,7 @@ def face_groups_for_split(*, dataset: Dataset, face_ids: set[int], duplicate_dis
     pairs += list(pair_evidence(records, hash_max_bits=duplicate_distance))
     return SplitGroups(
         groups=sorted(connected_groups(face_ids, pairs), key=lambda g: g[0]),
-        clusters_not_kept=sorted((sizes[c] for c in too_large), reverse=True),
+        clusters_not_kept=people.not_kept,
     )
 
 

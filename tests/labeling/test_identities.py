@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 
 from curator.models import Face
+from embeddings import selectors as embeddings_selectors
 from embeddings.models import FaceIdentity, IdentityDecision
 from embeddings.selectors import identity_leakage
 from embeddings.services import identity_clusters_update
@@ -294,10 +295,10 @@ def test_a_cluster_number_too_big_for_the_database_is_a_message_not_a_500(alice_
 
 def test_an_implausibly_large_computed_cluster_is_not_kept_whole_by_splits(alice, dataset, monkeypatch):
     """Chinese whispers can chain many different people into one cluster (on the dev set: 320
-    children). A cluster from the descriptors alone larger than SPLIT_CLUSTER_FLOOR (4 here) and 1 %
+    children). A cluster from the descriptors alone larger than PERSON_CLUSTER_FLOOR (4 here) and 1 %
     of the faces is not one group; the action says so. A cluster of the same size that the photos
     name, or that a curator merged, stays whole."""
-    monkeypatch.setattr(selectors, "SPLIT_CLUSTER_FLOOR", 4)
+    monkeypatch.setattr(embeddings_selectors, "PERSON_CLUSTER_FLOOR", 4)
     sizes = [12, 6, 3, 3, 1, 1, 1, 1]  # the chained cluster, the named person, two people merged
     n = sum(sizes)
     metadata = [{}] * 12 + [{"identity": "Ann_Lee"}] * 6 + [{}] * 10
@@ -318,7 +319,7 @@ def test_an_implausibly_large_computed_cluster_is_not_kept_whole_by_splits(alice
     assert "too large to be one person not kept whole (12 faces)" in selectors.action_params_words(action)
 
     # Under the cap (the default floor of 20 faces) the same cluster is one group again.
-    monkeypatch.setattr(selectors, "SPLIT_CLUSTER_FLOOR", 20)
+    monkeypatch.setattr(embeddings_selectors, "PERSON_CLUSTER_FLOOR", 20)
     grouping = selectors.face_groups_for_split(dataset=dataset, face_ids={f.pk for f in faces}, duplicate_distance=0)
     assert grouping.clusters_not_kept == []
     assert len({f for g in grouping.groups for f in g if f in {c.pk for c in chained}}) == 12
