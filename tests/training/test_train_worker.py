@@ -10,22 +10,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from curator.services.jobs import jobs_sweep_stale
+from tests.celery_worker import wait_until
 from training import services
 from training.models import JobStatus, ModelVersion, Prediction, TrainingJob
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 LONG = {"epochs": "300", "batch_size": "4", "input_size": "40", "patience": "100"}
-
-
-def wait_for(predicate, timeout: float, what: str, worker=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}" + (f"\n{worker.output()[-3000:]}" if worker else ""))
 
 
 def job(pk: int) -> TrainingJob:
@@ -48,7 +39,7 @@ def test_jobs_run_in_order_and_cancel_keeps_the_best_epoch(start_worker, alice_c
     assert response.status_code == 201
     second = response.json()["id"]
 
-    wait_for(lambda: len(job(first.pk).history) >= 2, 180, "two epochs of the first job", worker)
+    wait_until(lambda: len(job(first.pk).history) >= 2, 180, "two epochs of the first job", worker)
     progress = alice_client.get(reverse("training:job_progress", args=[first.pk])).json()
     assert progress["status"] == "running" and progress["phase"] == "training"
     assert progress["epoch"] >= 2 and progress["batches_per_epoch"] == 8
@@ -56,9 +47,9 @@ def test_jobs_run_in_order_and_cancel_keeps_the_best_epoch(start_worker, alice_c
 
     alice_client.post(reverse("training:job_cancel", args=[first.pk]), {"keep_best": "1"})
     asked = time.monotonic()
-    wait_for(lambda: job(first.pk).phase != "training", 10, "training to stop after the cancel", worker)
+    wait_until(lambda: job(first.pk).phase != "training", 10, "training to stop after the cancel", worker)
     assert time.monotonic() - asked < 5
-    first = wait_for(
+    first = wait_until(
         lambda: (j := job(first.pk)).status == JobStatus.CANCELLED and j, 60, "the cancelled job to finish", worker
     )
     assert "Training stopped (cancelled)" in first.log
@@ -66,7 +57,7 @@ def test_jobs_run_in_order_and_cancel_keeps_the_best_epoch(start_worker, alice_c
     assert kept.metrics["stopped"] == "cancelled" and kept.metrics["best_epoch"] >= 1
     assert Prediction.objects.filter(model_version=kept).count() == len(training_faces)
 
-    second = wait_for(
+    second = wait_until(
         lambda: (j := job(second)).status in {JobStatus.SUCCEEDED, JobStatus.FAILED} and j,
         120,
         "the second job",
@@ -82,7 +73,7 @@ def test_a_job_whose_worker_is_killed_is_marked_failed(start_worker, alice_clien
     worker = start_worker(queues="train", concurrency=1, CURATOR_JOB_STALE_SECONDS="3")
     alice_client.post(reverse("training:job_create", args=[dataset.pk]), {"architecture": "seed-cnn", **LONG})
     pk = TrainingJob.objects.get().pk
-    wait_for(lambda: job(pk).history, 180, "the first epoch", worker)
+    wait_until(lambda: job(pk).history, 180, "the first epoch", worker)
     worker.kill()
     assert job(pk).status == JobStatus.RUNNING
     time.sleep(4)
