@@ -55,13 +55,12 @@ class DatasetAdmin(admin.ModelAdmin):
     def get_deleted_objects(self, objs, request):
         """Counts instead of Django's list of every related row (a million faces would be read and
         listed); what goes is the dataset with all its photos, faces, labels, models and files."""
-        summary, counts = [], {}
+        summary = []
         for dataset in objs:
             photos = SourceImage.objects.filter(dataset=dataset).count()
             faces = Face.objects.filter(dataset=dataset).count()
             summary.append(f"{dataset.name}: {photos} photos, {faces} faces, their labels, history, models and files")
-            counts[Dataset._meta.verbose_name_plural] = counts.get(Dataset._meta.verbose_name_plural, 0) + 1
-        return summary, counts, set(), []
+        return summary, {Dataset._meta.verbose_name_plural: len(summary)}, set(), []
 
 
 @admin.register(ImportBatch)

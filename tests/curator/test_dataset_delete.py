@@ -78,7 +78,7 @@ def test_deleting_a_dataset_deletes_its_rows_only_and_loads_none_of_them(alice, 
 
 
 def dataset_files(dataset, media_root) -> list[str]:
-    """An original, a crop and an empty folder of the dataset, and a file of another dataset."""
+    """An original and a crop of the dataset (their storage names), and an empty folder of it."""
     names = [
         default_storage.save(f"datasets/{dataset.pk}/originals/ab/abc.jpg", ContentFile(b"x")),
         default_storage.save(f"datasets/{dataset.pk}/faces/002/1.png", ContentFile(b"x")),
