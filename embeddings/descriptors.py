@@ -22,11 +22,12 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.db.models import F
 
 from curator.faces.chips import DESCRIPTOR_METHOD
 from curator.faces.pipeline import landmark_box
-from curator.models import Face
+from curator.models import Dataset, Face
 from embeddings import pretrained
 from embeddings.features import FaceFeatures, NetworkFiles, compute_photos, cut_chips
 from embeddings.models import DescriptorSet, FaceDescriptor
@@ -135,6 +136,35 @@ def descriptor_stamp_bump(*, dataset_ids) -> None:
     for dataset_id in sorted(dataset_ids):
         DescriptorSet.objects.get_or_create(dataset_id=dataset_id)
     DescriptorSet.objects.filter(dataset_id__in=list(dataset_ids)).update(stamp=F("stamp") + 1)
+
+
+class _StampBumpOnCommit:
+    """One pending bump per transaction, however many faces it removes (see descriptor_stamp_bump_on_commit)."""
+
+    def __init__(self) -> None:
+        self.dataset_ids: set[int] = set()
+
+    def __call__(self) -> None:
+        # The dataset itself may be gone by then (its DescriptorSet with it): nothing to bump.
+        alive = set(Dataset.objects.filter(pk__in=self.dataset_ids).values_list("pk", flat=True))
+        if alive:
+            descriptor_stamp_bump(dataset_ids=alive)
+
+
+def descriptor_stamp_bump_on_commit(dataset_id: int) -> None:
+    """Bump the dataset's descriptor stamp once the current transaction commits: its faces were
+    removed or re-aligned, so the cached and stored indexes must not answer with them. A
+    transaction that removes a thousand faces bumps once; one that rolls back bumps nothing (Django
+    drops its on-commit callbacks)."""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block:
+        for _savepoints, callback, *_ in connection.run_on_commit:
+            if isinstance(callback, _StampBumpOnCommit):
+                callback.dataset_ids.add(dataset_id)
+                return
+    bump = _StampBumpOnCommit()
+    bump.dataset_ids.add(dataset_id)
+    transaction.on_commit(bump)
 
 
 def _store_rows(computed: dict[int, FaceFeatures], sources: dict[int, str]) -> None:

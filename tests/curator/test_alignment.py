@@ -24,6 +24,7 @@ from curator.images import load_rgb
 from curator.models import AlignmentJob, Face, SourceImage
 from curator.services.alignment import alignment_chunk_process
 from curator.services.imports import source_image_add
+from embeddings.selectors import descriptor_stamp
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faces"
 LFW = sorted((FIXTURES / "lfw").glob("*/*.jpg"))
@@ -410,8 +411,11 @@ def test_rerun_drops_faces_no_longer_found(dataset, django_capture_on_commit_cal
     with default_storage.open(image.file, "wb") as handle:
         ok, data = cv2.imencode(".png", np.full((250, 250, 3), 200, np.uint8))
         handle.write(data.tobytes())
+    stamp = descriptor_stamp(dataset.pk)
     job = run_job(dataset, [image], django_capture_on_commit_callbacks)
     image.refresh_from_db()
     assert (image.status, image.face_count, job.no_face) == ("no_face", 0, 1)
     assert not image.faces.exists()
+    # The nearest-neighbour indexes and maps keyed by the descriptor stamp must drop the face.
+    assert descriptor_stamp(dataset.pk) == (stamp[0] + 1,)
     assert not default_storage.exists(old_crop)
