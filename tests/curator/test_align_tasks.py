@@ -15,6 +15,7 @@ from curator.models import AlignmentJob, Face, SourceImage
 from curator.services.alignment import MAX_RESUMES, alignment_job_check_stale, alignment_job_start, chunk_sizes
 from curator.services.imports import source_image_add
 from curator.tasks import jobs_sweep_stale
+from tests.celery_worker import wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "faces"
 
@@ -37,14 +38,14 @@ def import_fixture_faces(dataset, limit: int | None = None) -> list[SourceImage]
 
 
 def wait_for(job: AlignmentJob, condition, timeout: float = 120, worker=None) -> AlignmentJob:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The job, reloaded, once condition(job) holds."""
+
+    def reached() -> bool:
         job.refresh_from_db()
-        if condition(job):
-            return job
-        time.sleep(0.1)
-    log = worker.output()[-4000:] if worker else ""
-    raise AssertionError(f"job {job.pk} stuck: {job.status} {job.done}/{job.total}\n{log}")
+        return condition(job)
+
+    wait_until(reached, timeout, what=f"alignment job {job.pk}", worker=worker)
+    return job
 
 
 def assert_every_image_accounted_for(job: AlignmentJob) -> None:

@@ -2,24 +2,14 @@
 queues batches on the `embed` queue, a real worker computes them (real dlib), the dataset page
 shows the progress, and a second run finds them cached."""
 
-import time
-
 import pytest
 
 from curator.models import Face
 from curator.services.alignment import alignment_job_start
 from embeddings import selectors
 from embeddings.models import DescriptorSet, FaceDescriptor, FaceIdentity
+from tests.celery_worker import wait_until
 from tests.curator.test_align_tasks import import_fixture_faces, wait_for
-
-
-def wait_until(condition, *, timeout: float = 240, worker=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out\n" + (worker.output()[-4000:] if worker else ""))
 
 
 @pytest.mark.worker
@@ -39,13 +29,13 @@ def test_aligned_faces_get_descriptors_on_the_embed_queue(start_worker, dataset,
     assert "0</b> of" in body and "computing on the embed queue" in body and "hx-trigger" in body
 
     embedder = start_worker(queues="embed", concurrency=1)
-    wait_until(lambda: selectors.descriptor_progress(dataset=dataset)["done"] == faces.count(), worker=embedder)
-    wait_until(lambda: not selectors.descriptor_progress(dataset=dataset)["running"], worker=embedder)
+    wait_until(lambda: selectors.descriptor_progress(dataset=dataset)["done"] == faces.count(), 240, worker=embedder)
+    wait_until(lambda: not selectors.descriptor_progress(dataset=dataset)["running"], 240, worker=embedder)
     rows = FaceDescriptor.objects.filter(face__dataset=dataset)
     assert rows.count() == faces.count()
     assert all(len(bytes(r.vector)) == 512 and r.region_phash is not None for r in rows)
     # The last batch of the dataset clustered its faces by identity.
-    wait_until(lambda: FaceIdentity.objects.filter(dataset=dataset).count() == faces.count(), worker=embedder)
+    wait_until(lambda: FaceIdentity.objects.filter(dataset=dataset).count() == faces.count(), 240, worker=embedder)
     body = alice_client.get(f"/embeddings/{dataset.pk}/progress/").content.decode()
     assert f"{faces.count()}</b> of {faces.count()} faces" in body and "hx-trigger" not in body
     # The dataset page loads the fragment.
