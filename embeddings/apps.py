@@ -29,13 +29,14 @@ def _networks_warm() -> None:
         pretrained.session()
 
 
-def _faces_aligned(sender, *, dataset_ids, face_ids, replaced=False, **kwargs) -> None:
+def _faces_aligned(sender, *, dataset_ids, face_ids, **kwargs) -> None:
     from embeddings.descriptors import descriptor_stamp_bump_on_commit
     from embeddings.services import descriptors_queue
 
-    if replaced:  # re-aligned faces' stored descriptors are no longer current
-        for dataset_id in dataset_ids:
-            descriptor_stamp_bump_on_commit(dataset_id)
+    # New faces change the counts keyed by the stamp, and re-aligned faces' stored descriptors
+    # are no longer current.
+    for dataset_id in dataset_ids:
+        descriptor_stamp_bump_on_commit(dataset_id)
     descriptors_queue(dataset_ids=dataset_ids, face_ids=face_ids)
 
 

@@ -464,9 +464,7 @@ def aligned_photo_store(
             if faces_added is not None:
                 faces_added(image, faces)
             if faces:
-                faces_aligned.send(
-                    sender=Face, dataset_ids={dataset.pk}, face_ids=[f.pk for f in faces], replaced=False
-                )
+                faces_aligned.send(sender=Face, dataset_ids={dataset.pk}, face_ids=[f.pk for f in faces])
     except Exception:
         _delete_files(saved_paths)
         raise
@@ -553,12 +551,7 @@ def _write_outcomes(job_id: int, outcomes: list[_Outcome]) -> None:
         aligned_ids = [face.pk for face in to_update + to_create if face.pk]
         if aligned_ids:
             # Descriptors and the like are the apps above's business (embeddings/apps.py).
-            faces_aligned.send(
-                sender=Face,
-                dataset_ids={o.image.dataset_id for o in keep},
-                face_ids=aligned_ids,
-                replaced=bool(to_update),
-            )
+            faces_aligned.send(sender=Face, dataset_ids={o.image.dataset_id for o in keep}, face_ids=aligned_ids)
 
 
 def _finish_if_complete(job_id: int) -> None:

@@ -57,6 +57,29 @@ def test_dataset_vectors_neighbours_and_progress(dataset, bob):
     assert faces[5].pk in ids and faces[4].pk not in ids and faces[0].pk not in ids
 
 
+def test_progress_counts_the_faces_once_per_stamp_and_again_when_faces_arrive(
+    dataset, django_capture_on_commit_callbacks
+):
+    """A "more like this" grid asks for the progress on every click: the dataset's faces are
+    counted once per descriptor stamp (150 ms at a million faces), and alignment bumps the stamp."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from curator.signals import faces_aligned
+
+    faces = make_faces(dataset, 4)
+    descriptors_store(faces[:2], vectors=far_apart_vectors(2))
+    assert selectors.descriptor_progress(dataset=dataset) == {"faces": 4, "done": 2, "running": False}
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.descriptor_progress(dataset=dataset)["faces"] == 4
+    assert not [q for q in queries if q["sql"].startswith('SELECT COUNT(*) AS "__count" FROM "curator_face"')]
+
+    new = make_faces(dataset, 1, start=4)  # what alignment stores, then announces once it commits
+    with django_capture_on_commit_callbacks(execute=True):
+        faces_aligned.send(sender=Face, dataset_ids={dataset.pk}, face_ids=[new[0].pk])
+    assert selectors.descriptor_progress(dataset=dataset)["faces"] == 5
+
+
 def test_the_flip_averaged_vector_is_used(dataset):
     faces = make_faces(dataset, 1)
     descriptors_store(faces, vectors=far_apart_vectors(1))
