@@ -139,7 +139,7 @@ def descriptor_stamp_bump(*, dataset_ids) -> None:
 
 
 class _StampBumpOnCommit:
-    """One pending bump per transaction, however many faces it removes (see descriptor_stamp_bump_on_commit)."""
+    """One pending bump per transaction, however many faces it touches (descriptor_stamp_bump_on_commit)."""
 
     def __init__(self) -> None:
         self.dataset_ids: set[int] = set()
@@ -154,10 +154,10 @@ class _StampBumpOnCommit:
 
 
 def descriptor_stamp_bump_on_commit(dataset_id: int) -> None:
-    """Bump the dataset's descriptor stamp once the current transaction commits: its faces were
-    removed or re-aligned, so the cached and stored indexes must not answer with them. A
-    transaction that removes a thousand faces bumps once; one that rolls back bumps nothing (Django
-    drops its on-commit callbacks)."""
+    """Bump the dataset's descriptor stamp once the current transaction commits: faces were
+    aligned, re-aligned or removed, so what is cached per stamp (vector indexes, the face count)
+    must not answer from before. A transaction that removes a thousand faces bumps once; one that
+    rolls back bumps nothing (Django drops its on-commit callbacks)."""
     connection = transaction.get_connection()
     if connection.in_atomic_block:
         for _savepoints, callback, *_ in connection.run_on_commit:
