@@ -93,9 +93,19 @@ class SourceImageAdmin(admin.ModelAdmin):
 
 @admin.register(Face)
 class FaceAdmin(admin.ModelAdmin):
+    """View and delete only. Faces come from alignment (an edited box would leave its crop,
+    landmarks and descriptor behind), and labels change on the labeling pages, which keep the
+    history that can be undone."""
+
     list_display = ["id", "dataset", "image", "index", "label", "split", "is_excluded", "size_px", "sharpness"]
     list_filter = ["dataset", "label", "split", "is_excluded"]
     raw_id_fields = ["image"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(AlignmentJob)
