@@ -22,11 +22,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.db.models import F, Q
 
 from curator.faces.chips import DESCRIPTOR_METHOD
 from curator.faces.pipeline import landmark_box
 from curator.models import Dataset, Face
-from embeddings.models import DescriptorSet, FaceDescriptor
+from embeddings.models import DescriptorSet, FaceDescriptor, FaceIdentity
 
 DIMENSIONS = 128
 # dlib's own threshold: two descriptors closer than this are probably the same person.
@@ -299,8 +300,6 @@ _duplicates_cache: dict[int, tuple[tuple, tuple]] = {}
 
 def face_identities(*, face_ids) -> dict[int, int]:
     """{face id: identity cluster} of the faces that have one."""
-    from embeddings.models import FaceIdentity
-
     return dict(FaceIdentity.objects.filter(face_id__in=list(face_ids)).values_list("face_id", "cluster"))
 
 
@@ -325,10 +324,6 @@ def face_people(*, face_ids) -> People:
     """The identity clusters of these faces that can be taken for one person each: every cluster
     that the photos name or the curators corrected, and the clusters computed from the descriptors
     alone up to PERSON_CLUSTER_SHARE of the faces (or PERSON_CLUSTER_FLOOR)."""
-    from django.db.models import F, Q
-
-    from embeddings.models import FaceIdentity
-
     face_ids = list(face_ids)
     clusters = face_identities(face_ids=face_ids)
     sizes = Counter(clusters.values())
